@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# System packages Shipway's demo and tests need on Debian/Ubuntu: git (runs record the commit)
+# and PostgreSQL (the store's tests run against a real server). Installs only what is missing.
+set -euo pipefail
+
+missing=()
+command -v git >/dev/null 2>&1 || missing+=(git)
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "Installing system packages: ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+  SUDO=(sudo)
+else
+  echo "error: need root or sudo to install ${missing[*]}; install them and re-run." >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

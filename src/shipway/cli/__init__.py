@@ -1,0 +1,37 @@
+"""The `shipway` command. One module per noun; heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from shipway.cli import audit, models, runs
+
+
+def create_app() -> typer.Typer:
+    app = typer.Typer(
+        name="shipway",
+        help="Shipway: take a model from a notebook to a dependable production service.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    app.add_typer(runs.app, name="runs")
+    app.add_typer(models.app, name="models")
+    app.add_typer(audit.app, name="audit")
+
+    @app.command()
+    def version() -> None:
+        """Print Shipway's version."""
+        from shipway import __version__
+
+        typer.echo(__version__)
+
+    return app
+
+
+def main() -> None:
+    from shipway.cli._output import run_cli
+
+    sys.exit(run_cli(create_app()))

@@ -1,0 +1,72 @@
+"""Terminal output: tables and colour for people, `--json` for scripts, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    t = Table(title=title, header_style="bold cyan")
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*(fmt(v) for v in row))
+    console.print(t)
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "[dim]-[/dim]"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def short(digest: str | None, n: int = 12) -> str:
+    return digest[:n] if digest else "-"
+
+
+def run_cli(app: typer.Typer) -> int:
+    """Run the app; a ShipwayError becomes one red line and its exit code, never a traceback."""
+    from shipway.errors import ShipwayError
+
+    try:
+        # Outside standalone mode click returns, rather than raises, typer.Exit's code.
+        code = app(standalone_mode=False)
+    except ShipwayError as exc:
+        err_console.print(f"[bold red]Error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        err_console.print("[red]Interrupted.[/red]")
+        return 130
+    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show(file=sys.stderr)
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        raise
+    return code if isinstance(code, int) else 0

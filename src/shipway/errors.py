@@ -1,0 +1,71 @@
+"""One exception tree for every user-facing failure.
+
+    ShipwayError
+    ├── NotFoundError          unknown model, version, alias, run, blob (exit 2, HTTP 404)
+    ├── InvalidInputError      the user asked for something malformed (exit 2, HTTP 422)
+    ├── ConflictError          the request clashes with the store's state (exit 3, HTTP 409)
+    └── IntegrityError         stored data failed verification (exit 4, HTTP 500)
+        ├── CorruptArtifactError   a blob whose bytes no longer match its digest
+        └── UntrustedModelError    a model file that is invalid or holds untrusted types
+
+Every message says what was wrong and, where there is one, what to do next; the CLI
+prints it on one line with no traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ShipwayError(Exception):
+    """Root of every error Shipway raises on purpose."""
+
+    exit_code = 1
+    http_status = 500
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message} {hint}" if hint else message)
+
+
+class NotFoundError(ShipwayError):
+    exit_code = 2
+    http_status = 404
+
+    @classmethod
+    def missing(
+        cls, kind: str, name: str, existing: Iterable[str], of: str | None = None
+    ) -> NotFoundError:
+        """An error naming `name` and listing what exists, closest match first."""
+        choices = sorted({str(e) for e in existing})
+        what = f"{kind.capitalize()} '{name}'" + (f" of {of}" if of else "")
+        if not choices:
+            return cls(f"{what} not found.", f"No {kind}s exist yet.")
+        close = difflib.get_close_matches(name, choices, n=len(choices), cutoff=0.0)
+        shown = ", ".join(close[:10]) + (", ..." if len(close) > 10 else "")
+        return cls(f"{what} not found.", f"Existing: {shown}.")
+
+
+class InvalidInputError(ShipwayError):
+    exit_code = 2
+    http_status = 422
+
+
+class ConflictError(ShipwayError):
+    exit_code = 3
+    http_status = 409
+
+
+class IntegrityError(ShipwayError):
+    exit_code = 4
+    http_status = 500
+
+
+class CorruptArtifactError(IntegrityError):
+    pass
+
+
+class UntrustedModelError(IntegrityError):
+    pass

@@ -1,0 +1,1 @@
+"""Governance: the audit trail (identities and approvals come later)."""

@@ -1,0 +1,1 @@
+"""The model registry: immutable versions, moving aliases, model cards, lineage."""

@@ -1,0 +1,150 @@
+"""The `shipway` command as a user meets it: real subprocesses, real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+import shipway
+
+SHIPWAY = [sys.executable, "-m", "shipway.cli"]
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*SHIPWAY, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=120,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def registered(shipway_home: Path) -> list[shipway.ModelVersionInfo]:
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40)})
+    y = (x["a"] > 0).astype(int)
+    versions = []
+    for c in (1.0, 0.5):
+        with shipway.start_run("credit", seed=1) as run:
+            run.log_param("C", c)
+            run.log_dataset(x.assign(y=y), name="train")
+            model = LogisticRegression(C=c).fit(x, y)
+            run.log_metric("accuracy", float(model.score(x, y)))
+            run.log_model(model, input_example=x.head())
+        versions.append(shipway.register_model(run, "credit"))
+    shipway.register_model(run, "churn")
+    return versions
+
+
+def test_help_is_instant_and_imports_nothing_heavy() -> None:
+    code = (
+        "import sys; from shipway.cli import create_app; create_app();"
+        "print(sorted(m for m in ('sqlalchemy', 'pandas', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    result = cli("--help")
+    for noun in ("runs", "models", "audit"):
+        assert noun in result.stdout
+
+
+def test_models_list_json_and_table(registered: list[shipway.ModelVersionInfo]) -> None:
+    data = json.loads(cli("models", "list", "--json").stdout)
+    assert [(m["name"], m["latest_version"], m["versions"]) for m in data] == [
+        ("churn", 1, 1),
+        ("credit", 2, 2),
+    ]
+    table = cli("models", "list").stdout
+    assert "credit" in table and "churn" in table
+    versions = json.loads(cli("models", "list", "credit", "--json").stdout)
+    assert [v["version"] for v in versions] == [1, 2]
+
+
+def test_alias_show_and_lineage(registered: list[shipway.ModelVersionInfo]) -> None:
+    cli("models", "alias", "models:/credit/1", "champion")
+    cli("models", "alias", "models:/credit/2", "champion")
+    shown = json.loads(cli("models", "show", "models:/credit@champion", "--json").stdout)
+    assert shown["version"] == 2 and shown["aliases"] == ["champion"]
+    lineage = json.loads(cli("models", "lineage", "credit@champion", "--json").stdout)
+    assert lineage["run"]["id"] == registered[1].run_id
+    assert lineage["datasets"][0]["content_hash"] == registered[1].card["datasets"][0][
+        "content_hash"
+    ]
+    moves = [(h["from"], h["to"]) for h in lineage["alias_history"]]
+    assert moves == [(None, 1), (1, 2)]
+    text = cli("models", "lineage", "models:/credit@champion").stdout
+    assert registered[1].run_id in text and "alias history" in text
+
+
+def test_runs_list_and_show(registered: list[shipway.ModelVersionInfo]) -> None:
+    runs = json.loads(cli("runs", "list", "--json", "--experiment", "credit").stdout)
+    assert len(runs) == 2 and {r["status"] for r in runs} == {"finished"}
+    shown = json.loads(cli("runs", "show", runs[0]["id"][:8], "--json").stdout)
+    assert shown["id"] == runs[0]["id"]
+    assert "accuracy" in cli("runs", "show", runs[0]["id"]).stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["models", "show", "models:/credt/1"], "Model 'credt' not found. Existing: credit"),
+        (["models", "show", "models:/credit/9"], "Version '9' of model 'credit' not found"),
+        (["models", "show", "models:/credit@champ"], "Alias 'champ' of model 'credit'"),
+        (["runs", "show", "nope"], "Run 'nope' not found"),
+        (["models", "show", "models:/credit/x"], "is not a positive whole number"),
+        (["runs", "list", "--experiment", "credi"], "Experiment 'credi' not found"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors(
+    registered: list[shipway.ModelVersionInfo], args: list[str], expected: str
+) -> None:
+    result = cli(*args, check=False)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_archive_refuses_aliased_version(registered: list[shipway.ModelVersionInfo]) -> None:
+    cli("models", "alias", "models:/credit/1", "staging")
+    refused = cli("models", "archive", "models:/credit/1", check=False)
+    assert refused.returncode == 3 and "staging" in refused.stderr
+    cli("models", "alias", "models:/credit/1", "staging", "--delete")
+    cli("models", "archive", "models:/credit/1")
+    assert json.loads(cli("models", "show", "credit/1", "--json").stdout)["archived"] is True
+
+
+def test_card_edit(registered: list[shipway.ModelVersionInfo]) -> None:
+    cli("models", "card", "credit/2", "--intended-use", "pre-screening", "--limitations", "synthetic")
+    card = json.loads(cli("models", "show", "credit/2", "--json").stdout)["card"]
+    assert card["intended_use"] == "pre-screening" and card["limitations"] == "synthetic"
+
+
+def test_audit_log_and_verify_detects_tampering(
+    registered: list[shipway.ModelVersionInfo], shipway_home: Path
+) -> None:
+    entries = json.loads(cli("audit", "log", "--json", "--limit", "1000").stdout)
+    actions = [e["action"] for e in entries]
+    assert actions.count("model.register") == 3 and "run.create" in actions
+    assert "intact" in cli("audit", "verify").stdout
+    import sqlite3
+
+    target = next(e["seq"] for e in entries if e["action"] == "model.register")
+    with sqlite3.connect(shipway_home / "shipway.db") as db:
+        db.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = ?", (target,))
+    broken = cli("audit", "verify", check=False)
+    assert broken.returncode == 4
+    assert f"entry {target}" in broken.stderr and "altered" in broken.stderr
