@@ -80,9 +80,9 @@ def test_alias_show_and_lineage(registered: list[shipway.ModelVersionInfo]) -> N
     assert shown["version"] == 2 and shown["aliases"] == ["champion"]
     lineage = json.loads(cli("models", "lineage", "credit@champion", "--json").stdout)
     assert lineage["run"]["id"] == registered[1].run_id
-    assert lineage["datasets"][0]["content_hash"] == registered[1].card["datasets"][0][
-        "content_hash"
-    ]
+    assert (
+        lineage["datasets"][0]["content_hash"] == registered[1].card["datasets"][0]["content_hash"]
+    )
     moves = [(h["from"], h["to"]) for h in lineage["alias_history"]]
     assert moves == [(None, 1), (1, 2)]
     text = cli("models", "lineage", "models:/credit@champion").stdout
@@ -128,7 +128,15 @@ def test_archive_refuses_aliased_version(registered: list[shipway.ModelVersionIn
 
 
 def test_card_edit(registered: list[shipway.ModelVersionInfo]) -> None:
-    cli("models", "card", "credit/2", "--intended-use", "pre-screening", "--limitations", "synthetic")
+    cli(
+        "models",
+        "card",
+        "credit/2",
+        "--intended-use",
+        "pre-screening",
+        "--limitations",
+        "synthetic",
+    )
     card = json.loads(cli("models", "show", "credit/2", "--json").stdout)["card"]
     assert card["intended_use"] == "pre-screening" and card["limitations"] == "synthetic"
 

@@ -22,10 +22,16 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    no_wrap: Sequence[str] = (),
+) -> None:
+    """A Rich table; columns named in `no_wrap` are kept whole and the rest wrap around them."""
     t = Table(title=title, header_style="bold cyan")
     for col in columns:
-        t.add_column(col)
+        t.add_column(col, no_wrap=col in no_wrap)
     for row in rows:
         t.add_row(*(fmt(v) for v in row))
     console.print(t)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -11,12 +12,25 @@ from shipway.cli._output import JSON_OPTION, console, err_console, print_json, t
 app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 
 
-def _dump(value: object) -> str:
-    return json.dumps(value, default=str) if value is not None else "-"
+def _short(value: object) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= 14 else text[:12] + "…"
 
 
-def _change(before: object, after: object) -> str:
-    return f"{_dump(before)} -> {_dump(after)}"
+def _change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """Only what changed, compactly: `version 1→2`, `status=finished`."""
+    before, after = before or {}, after or {}
+    parts = []
+    for key in [*before, *(k for k in after if k not in before)]:
+        old, new = before.get(key), after.get(key)
+        if key in before and key in after:
+            if old != new:
+                parts.append(f"{key} {_short(old)}→{_short(new)}")
+        elif key in after:
+            parts.append(f"{key}={_short(new)}")
+        else:
+            parts.append(f"{key} {_short(old)}→∅")
+    return ", ".join(parts)
 
 
 @app.command("log")

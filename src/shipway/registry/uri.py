@@ -26,7 +26,7 @@ class ModelRef:
 
 
 def check_name(name: str) -> str:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise InvalidInputError(
             f"'{name}' is not a valid model name.",
             "Use letters, digits, '_', '-' and '.', starting with a letter or digit.",
@@ -35,7 +35,7 @@ def check_name(name: str) -> str:
 
 
 def check_alias(alias: str) -> str:
-    if not ALIAS.match(alias):
+    if not ALIAS.fullmatch(alias):
         raise InvalidInputError(
             f"'{alias}' is not a valid alias.",
             "Use lower-case letters, digits, '_' and '-', starting with a letter "
@@ -52,7 +52,7 @@ def parse(uri: str) -> ModelRef:
         return ModelRef(check_name(name), alias=check_alias(alias))
     if "/" in body:
         name, version = body.split("/", 1)
-        if not version.isdigit() or int(version) < 1:
+        if not (version.isascii() and version.isdigit()) or int(version) < 1:
             raise InvalidInputError(
                 f"'{uri}': version '{version}' is not a positive whole number.",
                 "Write models:/NAME/VERSION or models:/NAME@ALIAS.",

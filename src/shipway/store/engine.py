@@ -105,6 +105,7 @@ def migrate(engine: Engine) -> None:
     with engine.connect() as conn:
         if MigrationContext.configure(conn).get_current_revision() == head:
             return
-    with _migration_lock(engine), engine.begin() as conn:
+    # A write transaction from the start, so SQLite never has to upgrade a read lock mid-way.
+    with _migration_lock(engine), engine.execution_options(shipway_write=True).begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

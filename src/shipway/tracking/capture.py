@@ -5,6 +5,7 @@ Each capture is best effort and never fails the run: no git, no problem, the fie
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -25,20 +26,34 @@ def _git(args: list[str], cwd: Path) -> bytes | None:
 
 
 def git_state(cwd: Path | None = None) -> dict[str, Any]:
-    """Commit, dirty flag and a digest of the uncommitted diff of the working tree."""
+    """Commit, dirty flag and a digest of the uncommitted changes of the working tree.
+
+    Untracked files count (a new, uncommitted module can change what a run does); ignored
+    files do not. The digest covers the diff against HEAD and each untracked file's content.
+    """
     cwd = cwd or Path.cwd()
     head = _git(["rev-parse", "HEAD"], cwd)
     if head is None:
         return {"commit": None, "dirty": None, "diff_digest": None, "repository": None}
-    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd) or b""
+    top = (_git(["rev-parse", "--show-toplevel"], cwd) or b"").decode().strip()
     diff = _git(["diff", "HEAD"], cwd) or b""
-    top = _git(["rev-parse", "--show-toplevel"], cwd) or b""
-    dirty = bool(status.strip())
+    untracked = _git(["ls-files", "--others", "--exclude-standard", "-z"], Path(top)) or b""
+    names = sorted(n for n in untracked.decode(errors="replace").split("\0") if n)
+    dirty = bool(diff.strip()) or bool(names)
+    digest = None
+    if dirty:
+        h = hashlib.sha256(diff)
+        for name in names:
+            h.update(b"\0untracked\0" + name.encode())
+            with contextlib.suppress(OSError):  # vanished or unreadable since git listed it
+                h.update(hashlib.sha256((Path(top) / name).read_bytes()).digest())
+        digest = h.hexdigest()
     return {
         "commit": head.decode().strip(),
         "dirty": dirty,
-        "diff_digest": hashlib.sha256(diff).hexdigest() if dirty else None,
-        "repository": top.decode().strip() or None,
+        "diff_digest": digest,
+        "untracked_files": len(names),
+        "repository": top or None,
     }
 
 
