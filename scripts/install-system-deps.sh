@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # System packages Shipway's demo and tests need on Debian/Ubuntu: git (runs record the commit)
-# and PostgreSQL (the store's tests run against a real server). Installs only what is missing.
+# and PostgreSQL (the store's tests run against a real server), and Prometheus (its `promtool`
+# lints the model server's /metrics exposition in the tests). Installs only what is missing.
 set -euo pipefail
 
 missing=()
 command -v git >/dev/null 2>&1 || missing+=(git)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -3,6 +3,10 @@
     ShipwayError
     ├── NotFoundError          unknown model, version, alias, run, blob (exit 2, HTTP 404)
     ├── InvalidInputError      the user asked for something malformed (exit 2, HTTP 422)
+    │   ├── MalformedRequestError  a body that is not the JSON it claims to be (HTTP 400)
+    │   └── PayloadTooLargeError   a body over the server's limit (HTTP 413)
+    ├── UnauthorizedError      no valid API key or token (exit 5, HTTP 401)
+    ├── OverloadedError        the server is saturated; retry later (HTTP 503)
     ├── ConflictError          the request clashes with the store's state (exit 3, HTTP 409)
     └── IntegrityError         stored data failed verification (exit 4, HTTP 500)
         ├── CorruptArtifactError   a blob whose bytes no longer match its digest
@@ -51,6 +55,24 @@ class NotFoundError(ShipwayError):
 class InvalidInputError(ShipwayError):
     exit_code = 2
     http_status = 422
+
+
+class MalformedRequestError(InvalidInputError):
+    http_status = 400
+
+
+class PayloadTooLargeError(InvalidInputError):
+    http_status = 413
+
+
+class UnauthorizedError(ShipwayError):
+    exit_code = 5
+    http_status = 401
+
+
+class OverloadedError(ShipwayError):
+    exit_code = 6
+    http_status = 503
 
 
 class ConflictError(ShipwayError):

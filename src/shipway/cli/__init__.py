@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from shipway.cli import audit, models, runs
+from shipway.cli import audit, models, runs, serve
 
 
 def create_app() -> typer.Typer:
@@ -20,6 +20,7 @@ def create_app() -> typer.Typer:
     app.add_typer(runs.app, name="runs")
     app.add_typer(models.app, name="models")
     app.add_typer(audit.app, name="audit")
+    app.command("serve")(serve.serve)
 
     @app.command()
     def version() -> None:

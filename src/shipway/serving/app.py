@@ -1,0 +1,235 @@
+"""The model server's ASGI app: native and Open Inference Protocol endpoints over served models.
+
+    app = shipway.serving.create_app(["models:/credit@champion", "models:/churn/2"])
+
+Models load (and warm up) in the lifespan, so the server reports ready only once every model
+has answered a sample request. Errors are JSON `{"error": ...}` with the status their class
+carries; user input never causes a 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from shipway.client import Client, get_client
+from shipway.errors import (
+    MalformedRequestError,
+    NotFoundError,
+    OverloadedError,
+    PayloadTooLargeError,
+    ShipwayError,
+)
+from shipway.serving.auth import ApiKeyMiddleware
+from shipway.serving.batching import Batcher
+from shipway.serving.metrics import ServingMetrics
+from shipway.serving.predlog import PredictionLog
+from shipway.serving.runtime import ServedModel
+from shipway.serving.settings import ServerSettings
+from shipway.serving.validation import ValidationError
+
+log = logging.getLogger("shipway.serving")
+
+JSON = "application/json"
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        media_type=JSON,
+        headers=headers,
+    )
+
+
+def error_response(exc: ShipwayError) -> Response:
+    body = exc.body() if isinstance(exc, ValidationError) else {"error": str(exc)}
+    headers = {"Retry-After": "1"} if isinstance(exc, OverloadedError) else None
+    return _json(body, exc.http_status, headers)
+
+
+class ModelServer:
+    """State shared by the endpoints: the served models, metrics, prediction log."""
+
+    def __init__(self, uris: Sequence[str], settings: ServerSettings, client: Client) -> None:
+        if not uris:
+            raise ValueError("serve at least one model")
+        self.uris = list(uris)
+        self.settings = settings
+        self.client = client
+        self.models: dict[str, ServedModel] = {}
+        self.metrics = ServingMetrics()
+        self.predlog: PredictionLog | None = None
+        self.ready = False
+
+    @property
+    def default(self) -> ServedModel:
+        return next(iter(self.models.values()))
+
+    async def start(self) -> None:
+        for uri in self.uris:
+            served = ServedModel.load(uri, self.client)
+            if served.name in self.models:
+                raise ValueError(f"model '{served.name}' is listed twice")
+            served.warm_up()
+            if self.settings.batching:
+                served.batcher = Batcher(
+                    served.predict_columns,
+                    max_batch_size=self.settings.max_batch_size,
+                    max_latency_ms=self.settings.max_latency_ms,
+                    max_queue_rows=self.settings.max_queue_rows,
+                    on_batch=functools.partial(self.metrics.observe_batch, served.name),
+                    on_queue=functools.partial(self.metrics.set_queue_depth, served.name),
+                )
+                served.batcher.start()
+            self.metrics.set_model_loaded(
+                served.name, served.version, served.model.flavor, served.load_seconds
+            )
+            served.ready = True
+            self.models[served.name] = served
+        if self.settings.prediction_log:
+            self.predlog = PredictionLog(
+                self.client.settings.resolved_artifact_url,
+                self.client.settings.artifact_options or None,
+                sample_rate=self.settings.prediction_log_sample,
+                on_drop=lambda n: self.metrics.prediction_log_dropped("all", n),
+            )
+            self.predlog.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        for served in self.models.values():
+            if served.batcher is not None:
+                await served.batcher.close()
+        if self.predlog is not None:
+            self.predlog.close()
+
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        served = self.models.get(name)
+        if served is None:
+            raise NotFoundError.missing("model", name, self.models)
+        if version is not None and version != str(served.version):
+            raise NotFoundError(
+                f"Model '{name}' version {version} is not served here.",
+                f"This server serves version {served.version}.",
+            )
+        return served
+
+    async def read_json(self, request: Request) -> Any:
+        declared = request.headers.get("content-length")
+        limit = self.settings.max_body_bytes
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLargeError(f"The request body is over the {limit}-byte limit.")
+        raw = await self.read_body(request)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedRequestError(f"The request body is not valid JSON: {exc}.") from None
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"The request body is over the {limit}-byte limit.")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def infer(self, served: ServedModel, columns: dict[str, list[Any]], rows: int) -> Any:
+        try:
+            result = await _wait_for(served.predict(columns, rows), self.settings.request_timeout_s)
+        except OverloadedError:
+            self.metrics.overload_rejected(served.name)
+            raise
+        probs = result.get("probabilities")
+        if probs:
+            # Score of the positive (last) class for binary classifiers, else the top score.
+            scores = [p[-1] if len(p) == 2 else max(p) for p in probs]
+            self.metrics.observe_scores(served.name, served.version, scores)
+        return result
+
+    def log_predictions(
+        self, served: ServedModel, ids: list[str], columns: dict[str, list[Any]], result: Any
+    ) -> None:
+        if self.predlog is not None:
+            self.predlog.record(
+                served.name,
+                served.version,
+                ids,
+                columns,
+                result["predictions"],
+                result.get("probabilities"),
+                served.classes,
+            )
+
+
+async def _wait_for(awaitable: Any, timeout: float) -> Any:
+    import asyncio
+
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
+        raise OverloadedError(
+            f"The prediction did not finish within {timeout:g} s.", "Retry after a short pause."
+        ) from None
+
+
+def create_app(
+    uris: Sequence[str],
+    settings: ServerSettings | None = None,
+    *,
+    client: Client | None = None,
+) -> FastAPI:
+    """The ASGI app serving `uris` (model URIs: models:/NAME/VERSION or models:/NAME@ALIAS)."""
+    settings = settings or ServerSettings()
+    server = ModelServer(uris, settings, client or get_client())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await server.start()
+        yield
+        await server.stop()
+
+    app = FastAPI(
+        title="Shipway model server",
+        version="1",
+        description="Native predictions and the Open Inference Protocol (v2) over "
+        + ", ".join(uris),
+        lifespan=lifespan,
+    )
+    app.state.server = server
+
+    @app.exception_handler(ShipwayError)
+    async def _shipway_error(request: Request, exc: ShipwayError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s", request.url.path)
+        return _json({"error": f"Internal error: {type(exc).__name__}."}, 500)
+
+    from shipway.serving import routes
+
+    routes.install(app, server)
+    if settings.api_keys:
+        app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
+    return app
+
+
+def new_ids(n: int) -> list[str]:
+    return [uuid.uuid4().hex for _ in range(n)]
+
+
+def now() -> float:
+    return time.perf_counter()

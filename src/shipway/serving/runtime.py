@@ -1,0 +1,103 @@
+"""A model as the server holds it: loaded, warmed, with its validator and batcher."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from shipway.client import Client
+from shipway.errors import InvalidInputError
+from shipway.flavors import LoadedModel
+from shipway.records import ModelVersionInfo
+from shipway.serving.batching import Batcher, Columns
+from shipway.serving.validation import Validator, to_frame
+from shipway.types import ColumnSpec, Signature
+
+
+def _plain(values: Any) -> list[Any]:
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+
+def sample_row(signature: Signature) -> dict[str, Any]:
+    """One valid row made from the signature alone, to warm the model up before it is ready."""
+
+    def value(spec: ColumnSpec) -> Any:
+        if spec.dtype == "int64":
+            return 0
+        if spec.dtype == "float64":
+            return 0.0
+        if spec.dtype == "bool":
+            return False
+        if spec.dtype == "category" and spec.categories:
+            return spec.categories[0]
+        if spec.dtype == "datetime":
+            return datetime.now(UTC).isoformat()
+        return ""
+
+    return {spec.name: value(spec) for spec in signature.inputs}
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: int
+    info: ModelVersionInfo
+    model: LoadedModel
+    signature: Signature
+    load_seconds: float
+    classes: list[Any] | None = None
+    validator: Validator = field(init=False)
+    batcher: Batcher | None = None
+    ready: bool = False
+
+    def __post_init__(self) -> None:
+        self.validator = Validator(self.signature)
+        out = self.signature.output
+        self.classes = list(out.classes) if out and out.classes else None
+
+    @classmethod
+    def load(cls, uri: str, client: Client) -> ServedModel:
+        from shipway.registry.registry import get_model_version, load_model
+
+        started = time.perf_counter()
+        info = get_model_version(uri, client=client)
+        model = load_model(info.uri, client=client)
+        if model.signature is None:
+            raise InvalidInputError(
+                f"{info.uri} has no signature, so its input cannot be checked.",
+                "Log the model with input_example=... so Shipway can infer one.",
+            )
+        return cls(
+            info.name, info.version, info, model, model.signature, time.perf_counter() - started
+        )
+
+    @property
+    def has_proba(self) -> bool:
+        return self.model.has_proba
+
+    def predict_columns(self, columns: Columns, rows: int) -> dict[str, list[Any]]:
+        """Predict checked columns; runs in the batcher's worker thread."""
+        frame = to_frame(self.signature, columns)
+        if self.has_proba and self.classes is not None:
+            # A classifier's label is the most probable class: one model call, not two.
+            proba = np.asarray(self.model.predict_proba(frame))
+            labels = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+            return {"predictions": labels.tolist(), "probabilities": proba.tolist()}
+        predictions = self.model.predict(frame)
+        out: dict[str, list[Any]] = {"predictions": _plain(predictions)}
+        if self.has_proba:
+            out["probabilities"] = _plain(self.model.predict_proba(frame))
+        return out
+
+    def warm_up(self) -> None:
+        columns = self.validator.from_records([sample_row(self.signature)])
+        self.predict_columns(columns, 1)
+
+    async def predict(self, columns: Columns, rows: int) -> dict[str, list[Any]]:
+        if self.batcher is None:
+            return self.predict_columns(columns, rows)
+        return await self.batcher.submit(columns, rows)

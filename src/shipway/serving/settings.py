@@ -1,0 +1,33 @@
+"""How a model server behaves: batching, limits, auth, prediction log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from shipway.errors import InvalidInputError
+
+
+class ServerSettings(BaseModel):
+    max_batch_size: int = Field(64, ge=1, description="Rows per predict call at most.")
+    max_latency_ms: float = Field(5.0, ge=0, description="Longest a batch is held open.")
+    max_queue_rows: int = Field(4096, ge=1, description="Rows waiting per model before 503.")
+    batching: bool = True
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Larger bodies get 413.")
+    request_timeout_s: float = Field(30.0, gt=0)
+    api_keys: list[str] = Field(default_factory=list, repr=False)
+    prediction_log: bool = True
+    prediction_log_sample: float = Field(1.0, ge=0, le=1)
+
+
+def read_api_keys(path: Path) -> list[str]:
+    """One key per line; blank lines and `#` comments ignored."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise InvalidInputError(f"Cannot read the API key file {path}: {exc.strerror}.") from None
+    keys = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not keys:
+        raise InvalidInputError(f"The API key file {path} holds no keys.", "Put one per line.")
+    return keys
