@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import uvicorn
 from sklearn.compose import ColumnTransformer
@@ -72,8 +73,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """Run `app` under a real uvicorn server in a thread; yields its base URL."""
+def live_server(app: Any, *, wait_ready: bool = True) -> Iterator[str]:
+    """Run `app` under a real uvicorn server in a thread; yields its base URL once ready."""
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
@@ -84,8 +85,13 @@ def live_server(app: Any) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    while wait_ready and httpx.get(f"{url}/v2/health/ready").status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the test server did not become ready")
+        time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         server.should_exit = True
         thread.join(timeout=30)

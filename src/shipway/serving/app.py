@@ -9,6 +9,7 @@ carries; user input never causes a 500.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -70,44 +71,73 @@ class ModelServer:
         self.metrics = ServingMetrics()
         self.predlog: PredictionLog | None = None
         self.ready = False
+        self.failed: str | None = None
+        self._loading: asyncio.Task[None] | None = None
 
     @property
     def default(self) -> ServedModel:
+        if not self.models:
+            raise self._not_ready()
         return next(iter(self.models.values()))
 
+    def _not_ready(self) -> ShipwayError:
+        if self.failed:
+            return ShipwayError(f"The server failed to load its models: {self.failed}")
+        return OverloadedError(
+            "The models are still loading.", "Retry once /v2/health/ready is 200."
+        )
+
     async def start(self) -> None:
-        for uri in self.uris:
-            served = ServedModel.load(uri, self.client)
-            if served.name in self.models:
-                raise ValueError(f"model '{served.name}' is listed twice")
-            served.warm_up()
-            if self.settings.batching:
-                served.batcher = Batcher(
-                    served.predict_columns,
-                    max_batch_size=self.settings.max_batch_size,
-                    max_latency_ms=self.settings.max_latency_ms,
-                    max_queue_rows=self.settings.max_queue_rows,
-                    on_batch=functools.partial(self.metrics.observe_batch, served.name),
-                    on_queue=functools.partial(self.metrics.set_queue_depth, served.name),
+        """Begin loading in the background: the port opens at once, liveness answers, and
+        readiness turns 200 once every model is loaded and warmed up."""
+        self._loading = asyncio.create_task(self._load_all(), name="shipway-load")
+
+    async def _load_all(self) -> None:
+        try:
+            for uri in self.uris:
+                served = await asyncio.to_thread(self._load_one, uri)
+                if served.name in self.models:
+                    raise ValueError(f"model '{served.name}' is listed twice")
+                self._activate(served)
+            if self.settings.prediction_log:
+                self.predlog = PredictionLog(
+                    self.client.settings.resolved_artifact_url,
+                    self.client.settings.artifact_options or None,
+                    sample_rate=self.settings.prediction_log_sample,
+                    on_drop=functools.partial(self.metrics.prediction_log_dropped, "all"),
                 )
-                served.batcher.start()
-            self.metrics.set_model_loaded(
-                served.name, served.version, served.model.flavor, served.load_seconds
+                self.predlog.start()
+            self.ready = True
+        except Exception as exc:
+            self.failed = str(exc)
+            log.error("failed to load models: %s", exc)
+
+    def _load_one(self, uri: str) -> ServedModel:
+        served = ServedModel.load(uri, self.client)
+        served.warm_up()
+        return served
+
+    def _activate(self, served: ServedModel) -> None:
+        if self.settings.batching:
+            served.batcher = Batcher(
+                served.predict_columns,
+                max_batch_size=self.settings.max_batch_size,
+                max_latency_ms=self.settings.max_latency_ms,
+                max_queue_rows=self.settings.max_queue_rows,
+                on_batch=functools.partial(self.metrics.observe_batch, served.name),
+                on_queue=functools.partial(self.metrics.set_queue_depth, served.name),
             )
-            served.ready = True
-            self.models[served.name] = served
-        if self.settings.prediction_log:
-            self.predlog = PredictionLog(
-                self.client.settings.resolved_artifact_url,
-                self.client.settings.artifact_options or None,
-                sample_rate=self.settings.prediction_log_sample,
-                on_drop=lambda n: self.metrics.prediction_log_dropped("all", n),
-            )
-            self.predlog.start()
-        self.ready = True
+            served.batcher.start()
+        self.metrics.set_model_loaded(
+            served.name, served.version, served.model.flavor, served.load_seconds
+        )
+        served.ready = True
+        self.models[served.name] = served
 
     async def stop(self) -> None:
         self.ready = False
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
         for served in self.models.values():
             if served.batcher is not None:
                 await served.batcher.close()
@@ -117,6 +147,8 @@ class ModelServer:
     def get(self, name: str, version: str | None = None) -> ServedModel:
         served = self.models.get(name)
         if served is None:
+            if not self.ready:
+                raise self._not_ready()
             raise NotFoundError.missing("model", name, self.models)
         if version is not None and version != str(served.version):
             raise NotFoundError(
@@ -175,8 +207,6 @@ class ModelServer:
 
 
 async def _wait_for(awaitable: Any, timeout: float) -> Any:
-    import asyncio
-
     try:
         return await asyncio.wait_for(awaitable, timeout)
     except TimeoutError:

@@ -146,7 +146,7 @@ def install(app: FastAPI, server: ModelServer) -> None:
     async def predict(request: Request) -> Response:
         """Predict with the first served model. Rows as JSON records, `{"columns", "data"}`,
         or `{"instances": [...]}`; the answer holds a prediction id per row."""
-        name = server.default.name if server.models else "-"
+        name = next(iter(server.models), "-")
         return await measured("predict", name, lambda: native(request, None))
 
     @app.post(
@@ -203,11 +203,18 @@ def install(app: FastAPI, server: ModelServer) -> None:
 
     @app.get("/v2/health/live", tags=["v2"], summary="Liveness")
     async def live() -> Response:
+        """Live while loading; not live once loading failed, so an orchestrator restarts it."""
+        if server.failed:
+            return _json({"live": False, "error": server.failed}, 503)
         return _json({"live": True})
 
     @app.get("/v2/health/ready", tags=["v2"], summary="Readiness")
     async def ready() -> Response:
-        return _json({"ready": server.ready}, 200 if server.ready else 503)
+        """Ready once every model is loaded and has answered a warm-up request."""
+        body: dict[str, Any] = {"ready": server.ready}
+        if server.failed:
+            body["error"] = server.failed
+        return _json(body, 200 if server.ready else 503)
 
     @app.get("/v2/models/{name}", tags=["v2"], summary="Model metadata")
     async def model_meta(name: str) -> Response:
