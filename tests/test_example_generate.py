@@ -22,6 +22,20 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "credit" / "generate.py"
 NUMERIC = ["age", "income", "debt_ratio", "credit_lines", "months_employed"]
 CATEGORICAL = ["employment", "housing", "gender", "age_band"]
+MORE_FEATURES = [
+    "loan_amount",
+    "loan_term_months",
+    "savings",
+    "late_payments_12m",
+    "credit_utilization",
+    "inquiries_6m",
+    "years_at_address",
+    "dependents",
+    "open_accounts",
+    "has_cosigner",
+    "purpose",
+    "region",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +64,27 @@ def test_deterministic_for_a_seed(gen: ModuleType, baseline: pd.DataFrame) -> No
 
 
 def test_columns_and_dtypes(baseline: pd.DataFrame) -> None:
-    assert list(baseline.columns) == [*NUMERIC, *CATEGORICAL, "default"]
+    assert list(baseline.columns) == [
+        *NUMERIC[:5],
+        *CATEGORICAL[:2],
+        *MORE_FEATURES,
+        *CATEGORICAL[2:],
+        "default",
+    ]
     assert len(baseline) == 5000
-    for col in ["age", "credit_lines", "months_employed", "default"]:
+    ints = ["age", "credit_lines", "months_employed", "default", "loan_term_months"]
+    ints += ["late_payments_12m", "inquiries_6m", "years_at_address", "dependents"]
+    for col in [*ints, "open_accounts"]:
         assert baseline[col].dtype == np.dtype("int64"), col
-    for col in ["income", "debt_ratio"]:
+    for col in ["income", "debt_ratio", "loan_amount", "savings", "credit_utilization"]:
         assert baseline[col].dtype == np.dtype("float64"), col
+    assert baseline["has_cosigner"].dtype == np.dtype("bool")
     expected_categories = {
         "employment": ["salaried", "self_employed", "unemployed", "retired"],
         "housing": ["own", "rent", "mortgage"],
         "gender": ["female", "male", "nonbinary"],
+        "purpose": ["car", "home", "education", "business", "personal"],
+        "region": ["north", "south", "east", "west"],
     }
     for col, categories in expected_categories.items():
         assert isinstance(baseline[col].dtype, pd.CategoricalDtype), col

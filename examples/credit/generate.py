@@ -27,6 +27,8 @@ EMPLOYMENT = ["salaried", "self_employed", "unemployed", "retired"]
 HOUSING = ["own", "rent", "mortgage"]
 GENDER = ["female", "male", "nonbinary"]
 AGE_BANDS = ["18-24", "25-34", "35-49", "50-64", "65+"]
+PURPOSE = ["car", "home", "education", "business", "personal"]
+REGION = ["north", "south", "east", "west"]
 _AGE_BAND_EDGES = [17, 24, 34, 49, 64, 200]
 
 # Share of ``income`` values blanked out in a drifted data set.
@@ -76,6 +78,22 @@ def generate(rows: int, seed: int, drift: bool) -> pd.DataFrame:
 
     gender = rng.choice(GENDER, size=rows, p=[0.49, 0.48, 0.03])
 
+    # The loan and the rest of the credit file, from a second stream so that the columns
+    # above stay as they were.
+    more = np.random.default_rng([seed, 1])
+    loan_amount = np.round(more.lognormal(np.log(12_000.0), 0.6, rows), 2)
+    loan_term_months = more.choice([12, 24, 36, 48, 60], size=rows).astype("int64")
+    savings = np.round(more.lognormal(np.log(8_000.0), 1.0, rows) * (0.5 if drift else 1.0), 2)
+    late_payments = more.poisson(0.7 if drift else 0.4, rows).astype("int64")
+    utilization = np.round(more.beta(2.0, 5.0, rows), 4)
+    inquiries = more.poisson(1.0, rows).astype("int64")
+    years_at_address = np.minimum(more.gamma(2.0, 3.0, rows), age - 17).astype("int64")
+    dependents = more.poisson(0.8, rows).astype("int64")
+    open_accounts = (credit_lines + more.poisson(1.5, rows)).astype("int64")
+    has_cosigner = more.random(rows) < 0.12
+    purpose = more.choice(PURPOSE, size=rows, p=[0.3, 0.2, 0.1, 0.15, 0.25])
+    region = more.choice(REGION, size=rows)
+
     logit = (
         -1.85
         - 1.1 * (np.log(income) - np.log(40_000.0))
@@ -88,6 +106,13 @@ def generate(rows: int, seed: int, drift: bool) -> pd.DataFrame:
         + 0.3 * (housing == "rent")
         - 0.2 * (housing == "own")
         + rng.normal(0.0, 0.3, rows)
+        + 0.35 * late_payments
+        + 1.2 * (utilization - 0.3)
+        + 0.1 * (inquiries - 1)
+        - 0.4 * has_cosigner
+        + 0.25 * (purpose == "business")
+        + 0.15 * (np.log(loan_amount) - np.log(12_000.0))
+        - 0.05 * (np.log(savings) - np.log(8_000.0))
     )
     default = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype("int64")
 
@@ -104,6 +129,18 @@ def generate(rows: int, seed: int, drift: bool) -> pd.DataFrame:
             "months_employed": months_employed,
             "employment": pd.Categorical(employment, categories=EMPLOYMENT),
             "housing": pd.Categorical(housing, categories=HOUSING),
+            "loan_amount": loan_amount.astype("float64"),
+            "loan_term_months": loan_term_months,
+            "savings": savings.astype("float64"),
+            "late_payments_12m": late_payments,
+            "credit_utilization": utilization.astype("float64"),
+            "inquiries_6m": inquiries,
+            "years_at_address": years_at_address,
+            "dependents": dependents,
+            "open_accounts": open_accounts,
+            "has_cosigner": has_cosigner,
+            "purpose": pd.Categorical(purpose, categories=PURPOSE),
+            "region": pd.Categorical(region, categories=REGION),
             "gender": pd.Categorical(gender, categories=GENDER),
             "age_band": pd.cut(age, bins=_AGE_BAND_EDGES, labels=AGE_BANDS),
             "default": default,
