@@ -22,6 +22,16 @@ shipway models list
 step "Lineage of models:/credit@champion"
 shipway models lineage models:/credit@champion
 
+step "Serve the champion and send it 300 requests"
+port=${SHIPWAY_DEMO_PORT:-8765}
+shipway serve models:/credit@champion --port "$port" &
+server=$!
+trap 'kill -TERM $server 2>/dev/null || true' EXIT
+python request.py --url "http://127.0.0.1:$port" --requests 300 --concurrency 8
+kill -TERM "$server"
+wait "$server" || true
+trap - EXIT
+
 step "Audit trail"
 shipway audit log --limit 8
 shipway audit verify
