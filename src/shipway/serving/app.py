@@ -113,8 +113,9 @@ class ModelServer:
             log.error("failed to load models: %s", exc)
 
     def _load_one(self, uri: str) -> ServedModel:
-        served = ServedModel.load(uri, self.client)
-        served.warm_up()
+        served = ServedModel.load(uri, self.client, self.settings.model_threads)
+        # Warm up in the predict thread itself, so its native thread pools are the warm ones.
+        served.executor.submit(served.warm_up).result()
         return served
 
     def _activate(self, served: ServedModel) -> None:
@@ -126,6 +127,7 @@ class ModelServer:
                 max_queue_rows=self.settings.max_queue_rows,
                 on_batch=functools.partial(self.metrics.observe_batch, served.name),
                 on_queue=functools.partial(self.metrics.set_queue_depth, served.name),
+                executor=served.executor,
             )
             served.batcher.start()
         self.metrics.set_model_loaded(
@@ -141,6 +143,7 @@ class ModelServer:
         for served in self.models.values():
             if served.batcher is not None:
                 await served.batcher.close()
+            served.close()
         if self.predlog is not None:
             self.predlog.close()
 

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,7 @@ class Batcher:
         max_queue_rows: int = 2048,
         on_batch: Callable[[int], None] | None = None,
         on_queue: Callable[[int], None] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
@@ -61,7 +62,8 @@ class Batcher:
         self._queued_rows = 0
         self._arriving = 0
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipway-predict")
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="shipway-predict")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -159,7 +161,8 @@ class Batcher:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._executor.shutdown(wait=True)
+        if self._own_executor:
+            self._executor.shutdown(wait=True)
 
 
 def _settle(
