@@ -64,11 +64,19 @@ class ServedModel:
 
     @classmethod
     def load(cls, uri: str, client: Client, threads: int = 1) -> ServedModel:
-        from shipway.registry.registry import get_model_version, load_model
+        from shipway.flavors import load_from_manifest
+        from shipway.packaging import bundle
+        from shipway.registry.registry import get_model_version
 
         started = time.perf_counter()
-        info = get_model_version(uri, client=client)
-        model = load_model(info.uri, client=client)
+        if bundle.is_bundle_uri(uri):
+            directory = bundle.bundle_path(uri)
+            info = bundle.read_bundle(directory)
+            store = bundle.blob_store(directory)
+        else:
+            info = get_model_version(uri, client=client)
+            store = client.artifacts
+        model = load_from_manifest(store, info.manifest_digest)
         if model.signature is None:
             raise InvalidInputError(
                 f"{info.uri} has no signature, so its input cannot be checked.",

@@ -40,10 +40,14 @@ def serve(
     import uvicorn
 
     # Fail fast in the parent on a bad URI, before any worker starts.
+    from shipway.packaging import bundle
     from shipway.registry.registry import get_model_version
 
     for uri in uris:
-        get_model_version(uri)
+        if bundle.is_bundle_uri(uri):
+            bundle.read_bundle(bundle.bundle_path(uri))
+        else:
+            get_model_version(uri)
     os.environ[SPEC_ENV] = json.dumps({"uris": list(uris), "settings": settings.model_dump()})
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="shipway-metrics-")

@@ -1,0 +1,1 @@
+"""Packaging: model bundles, build contexts, container images."""
