@@ -22,6 +22,7 @@ EXPECTED_TABLES = {
     "datasets",
     "experiments",
     "metrics",
+    "model_images",
     "model_versions",
     "params",
     "registered_models",

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from shipway.artifacts import ArtifactStore
 from shipway.config import Settings
-from shipway.store import Store
+
+if TYPE_CHECKING:
+    from shipway.store import Store
 
 
 class Client:
@@ -21,6 +24,10 @@ class Client:
 
     @cached_property
     def store(self) -> Store:
+        # Imported here: serving a bundle (as container images do) needs no metadata database,
+        # so SQLAlchemy and Alembic need not be installed there.
+        from shipway.store import Store
+
         return Store(self.settings.resolved_database_url)
 
     @cached_property

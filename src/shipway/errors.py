@@ -8,6 +8,11 @@
     ├── UnauthorizedError      no valid API key or token (exit 5, HTTP 401)
     ├── OverloadedError        the server is saturated; retry later (HTTP 503)
     ├── ConflictError          the request clashes with the store's state (exit 3, HTTP 409)
+    ├── PackagingError         building, running or pushing a container image failed (exit 7)
+    │   ├── EngineNotFoundError    no usable container engine (docker, podman, buildah)
+    │   ├── DependencyError        a requirement cannot be resolved for the image's platform
+    │   ├── BuildFailedError       the engine's build failed (its failing step is in the message)
+    │   └── PushFailedError        the registry is unreachable or refused the image
     └── IntegrityError         stored data failed verification (exit 4, HTTP 500)
         ├── CorruptArtifactError   a blob whose bytes no longer match its digest
         └── UntrustedModelError    a model file that is invalid or holds untrusted types
@@ -78,6 +83,28 @@ class OverloadedError(ShipwayError):
 class ConflictError(ShipwayError):
     exit_code = 3
     http_status = 409
+
+
+class PackagingError(ShipwayError):
+    exit_code = 7
+    http_status = 500
+
+
+class EngineNotFoundError(PackagingError):
+    pass
+
+
+class DependencyError(PackagingError):
+    exit_code = 2
+    http_status = 422
+
+
+class BuildFailedError(PackagingError):
+    pass
+
+
+class PushFailedError(PackagingError):
+    http_status = 502
 
 
 class IntegrityError(ShipwayError):

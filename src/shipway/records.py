@@ -107,3 +107,23 @@ class AuditEntry(_Record):
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     hash: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo(_Record):
+    """A container image built from a model version, and where it was pushed."""
+
+    model: str
+    version: int
+    kind: str
+    tag: str
+    image_id: str
+    size_bytes: int
+    base_image: str
+    engine: str
+    lock_digest: str
+    sbom_digest: str | None
+    pushed_ref: str | None
+    created_by: str
+    created_at: datetime
+    pushed_at: datetime | None

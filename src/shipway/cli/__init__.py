@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from shipway.cli import audit, models, runs, serve
+from shipway.cli import audit, build, models, runs, serve
 
 
 def create_app() -> typer.Typer:
@@ -21,6 +21,8 @@ def create_app() -> typer.Typer:
     app.add_typer(models.app, name="models")
     app.add_typer(audit.app, name="audit")
     app.command("serve")(serve.serve)
+    app.command("build")(build.build)
+    app.command("run-image")(build.run_image)
 
     @app.command()
     def version() -> None:

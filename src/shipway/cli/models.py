@@ -67,10 +67,11 @@ def list_(
 def show(uri: str = URI, as_json: bool = JSON_OPTION) -> None:
     """Show one model version: signature, card, aliases, provenance."""
     from shipway import get_model_version
+    from shipway.packaging.images import list_images
 
     v = get_model_version(uri)
     if as_json:
-        print_json(v.to_dict())
+        print_json(v.to_dict() | {"images": [i.to_dict() for i in list_images(v.uri)]})
         return
     state = "[dim]archived[/dim]" if v.archived else "[green]live[/green]"
     console.print(f"[bold]{v.uri}[/bold]  {state}  aliases: {', '.join(v.aliases) or '-'}")
@@ -96,6 +97,24 @@ def show(uri: str = URI, as_json: bool = JSON_OPTION) -> None:
             )
     if v.card.get("metrics"):
         table("Metrics", ["metric", "value"], sorted(v.card["metrics"].items()))
+    built = list_images(v.uri)
+    if built:
+        table(
+            "Images",
+            ["tag", "image", "size", "base", "built", "pushed"],
+            [
+                (
+                    i.tag,
+                    short(i.image_id),
+                    f"{i.size_bytes / 1e6:.0f} MB",
+                    i.base_image,
+                    i.created_at,
+                    i.pushed_ref,
+                )
+                for i in built
+            ],
+            no_wrap=["tag", "image"],
+        )
 
 
 @app.command()
@@ -199,6 +218,11 @@ def lineage(uri: str = URI, as_json: bool = JSON_OPTION) -> None:
         f"{pk.get('count')} packages (lock {short(pk.get('lock_digest'))})"
     )
     tree.add(f"seeds: {env.get('seeds')}")
+    if data.get("images"):
+        imgs = tree.add("images")
+        for i in data["images"]:
+            where = f", pushed {i['pushed_ref']}" if i["pushed_ref"] else ""
+            imgs.add(f"{i['tag']} ({short(i['image_id'])}, {i['size_bytes'] / 1e6:.0f} MB){where}")
     hist = tree.add("alias history")
     for h in data["alias_history"]:
         move = f"{h['from']} → {h['to']}" if h["from"] else f"→ {h['to']}"

@@ -19,6 +19,9 @@ def lineage(uri: str, *, client: Client | None = None) -> dict[str, Any]:
     with client.store.read() as session:
         model, mv = _resolve(session, parse(uri))
         version = _info(session, model, mv).to_dict()
+        from shipway.packaging.images import images_of
+
+        built = [i.to_dict() for i in images_of(session, model, mv)]
         run = _run_info(session, session.get_one(t.Run, mv.run_id)) if mv.run_id else None
         events = session.scalars(
             select(t.AuditEvent)
@@ -67,4 +70,5 @@ def lineage(uri: str, *, client: Client | None = None) -> dict[str, Any]:
             "seeds": env.get("seeds"),
         },
         "alias_history": history,
+        "images": built,
     }

@@ -182,6 +182,8 @@ class ModelServer:
         return b"".join(chunks)
 
     async def infer(self, served: ServedModel, columns: dict[str, list[Any]], rows: int) -> Any:
+        if rows == 0:
+            raise ValidationError("The request holds no rows.", expected="at least one row")
         try:
             result = await _wait_for(served.predict(columns, rows), self.settings.request_timeout_s)
         except OverloadedError:
@@ -210,8 +212,11 @@ class ModelServer:
 
 
 async def _wait_for(awaitable: Any, timeout: float) -> Any:
+    # Not asyncio.wait_for: on 3.11 it runs the awaitable in a new task, so the rows would be
+    # queued only after the batcher had seen this request stop "arriving" and closed the batch.
     try:
-        return await asyncio.wait_for(awaitable, timeout)
+        async with asyncio.timeout(timeout):
+            return await awaitable
     except TimeoutError:
         raise OverloadedError(
             f"The prediction did not finish within {timeout:g} s.", "Retry after a short pause."

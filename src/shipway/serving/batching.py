@@ -61,7 +61,8 @@ class Batcher:
         self._pending: collections.deque[_Pending] = collections.deque()
         self._queued_rows = 0
         self._arriving = 0
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # work is queued
+        self._arrived = asyncio.Event()  # a request joined the queue (or stopped arriving)
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="shipway-predict")
         self._task: asyncio.Task[None] | None = None
@@ -78,6 +79,7 @@ class Batcher:
             yield
         finally:
             self._arriving -= 1
+            self._arrived.set()
 
     async def submit(self, columns: Columns, rows: int) -> dict[str, list[Any]]:
         if self._closing:
@@ -92,6 +94,7 @@ class Batcher:
         self._queued_rows += rows
         self.on_queue(self._queued_rows)
         self._wakeup.set()
+        self._arrived.set()
         return await future
 
     def _take(self) -> list[_Pending]:
@@ -108,14 +111,21 @@ class Batcher:
         return batch
 
     async def _gather(self) -> None:
-        """Hold the batch open briefly while requests are known to be arriving."""
+        """Hold the batch open briefly while requests are known to be arriving.
+
+        It sleeps on an event that `submit` sets, never spins: on a small machine the predict
+        thread needs the GIL time a busy loop would burn.
+        """
         deadline = self._pending[0].enqueued + self.max_latency
-        while (
-            self._arriving > 0
-            and self._queued_rows < self.max_batch_size
-            and time.perf_counter() < deadline
-        ):
-            await asyncio.sleep(0)
+        while self._arriving > 0 and self._queued_rows < self.max_batch_size:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -3,6 +3,7 @@ the request schemas are documented for /docs through `openapi_extra`."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +15,8 @@ from shipway.errors import MalformedRequestError, ShipwayError
 from shipway.serving import v2
 from shipway.serving.app import ModelServer, _json, error_response, new_ids
 from shipway.serving.validation import ValidationError
+
+log = logging.getLogger("shipway.serving")
 
 PREDICT_BODY = {
     "requestBody": {
@@ -112,6 +115,11 @@ def install(app: FastAPI, server: ModelServer) -> None:
                 response = await work()
             except ShipwayError as exc:
                 response = error_response(exc)
+            except Exception as exc:  # a model bug: answer 500, and count it like the rest
+                log.exception("unexpected error on the %s endpoint of %s", endpoint, model)
+                response = _json({"error": f"Internal error: {type(exc).__name__}."}, 500)
+        if model not in server.models:  # a name from the URL: keep label values bounded
+            model = "-"
         metrics.observe_request(
             model, endpoint, response.status_code, time.perf_counter() - started
         )
@@ -166,6 +174,8 @@ def install(app: FastAPI, server: ModelServer) -> None:
             body = await server.read_json(request)
             if not isinstance(body, dict) or not isinstance(body.get("labels"), list):
                 raise ValidationError('Expected {"labels": [{"prediction_id", "label"}]}.')
+            if "model" in body and not isinstance(body["model"], str):
+                raise ValidationError("'model' must be the name of a served model.")
             served = server.get(body["model"]) if "model" in body else server.default
             items = []
             for i, item in enumerate(body["labels"]):

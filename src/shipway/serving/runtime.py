@@ -66,14 +66,15 @@ class ServedModel:
     def load(cls, uri: str, client: Client, threads: int = 1) -> ServedModel:
         from shipway.flavors import load_from_manifest
         from shipway.packaging import bundle
-        from shipway.registry.registry import get_model_version
 
         started = time.perf_counter()
         if bundle.is_bundle_uri(uri):
             directory = bundle.bundle_path(uri)
             info = bundle.read_bundle(directory)
             store = bundle.blob_store(directory)
-        else:
+        else:  # the registry (and SQLAlchemy) only when a store is involved
+            from shipway.registry.registry import get_model_version
+
             info = get_model_version(uri, client=client)
             store = client.artifacts
         model = load_from_manifest(store, info.manifest_digest)

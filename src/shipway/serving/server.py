@@ -9,9 +9,13 @@ multiprocess mode. SIGTERM stops accepting connections, lets in-flight requests 
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 from shipway.serving.settings import ServerSettings
@@ -25,6 +29,10 @@ def app_from_env() -> Any:
 
     spec = json.loads(os.environ[SPEC_ENV])
     return create_app(spec["uris"], ServerSettings(**spec["settings"]))
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def serve(
@@ -41,25 +49,34 @@ def serve(
 
     # Fail fast in the parent on a bad URI, before any worker starts.
     from shipway.packaging import bundle
-    from shipway.registry.registry import get_model_version
 
     for uri in uris:
         if bundle.is_bundle_uri(uri):
             bundle.read_bundle(bundle.bundle_path(uri))
-        else:
+        else:  # the registry (and SQLAlchemy) only when a store is involved
+            from shipway.registry.registry import get_model_version
+
             get_model_version(uri)
     os.environ[SPEC_ENV] = json.dumps({"uris": list(uris), "settings": settings.model_dump()})
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="shipway-metrics-")
-    uvicorn.run(
-        "shipway.serving.server:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        timeout_graceful_shutdown=int(drain_seconds),
-        access_log=False,
-        loop="auto",
-        http="auto",
-    )
+    # After a graceful shutdown uvicorn re-raises the SIGTERM it caught, under the handler that
+    # was in place before it started: make that one exit with status 0, not die of the signal.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_cleanly) if main else None
+    try:
+        uvicorn.run(
+            "shipway.serving.server:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            timeout_graceful_shutdown=math.ceil(drain_seconds),  # int() made 0.5 s no drain
+            access_log=False,
+            loop="auto",
+            http="auto",
+        )
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)

@@ -111,9 +111,32 @@ def _decode_bytes(buf: bytes, count: int, name: str) -> list[Any]:
             raise ValidationError(f"Input '{name}': binary BYTES data is truncated.", column=name)
         (length,) = struct.unpack_from("<I", buf, pos)
         pos += 4
-        out.append(buf[pos : pos + length].decode("utf-8", errors="strict"))
+        if pos + length > len(buf):
+            raise ValidationError(f"Input '{name}': binary BYTES data is truncated.", column=name)
+        try:
+            out.append(buf[pos : pos + length].decode("utf-8", errors="strict"))
+        except UnicodeDecodeError:
+            raise ValidationError(
+                f"Input '{name}', row {len(out)}: BYTES element is not UTF-8 text.",
+                column=name,
+                row=len(out),
+            ) from None
         pos += length
     return out
+
+
+def _parameters(owner: dict[str, Any], what: str, column: str | None = None) -> dict[str, Any]:
+    params = owner.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ValidationError(f"{what}: 'parameters' must be an object.", column=column)
+    return params
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _flatten(data: Any) -> list[Any]:
@@ -129,15 +152,23 @@ def decode_inputs(served: ServedModel, body: dict[str, Any], binary: bytes) -> t
     if not isinstance(tensors, list):
         raise ValidationError("'inputs' must be a list of tensors.")
     by_name: dict[str, dict[str, Any]] = {}
+    binaries: dict[str, bytes] = {}
     offset = 0
     for t in tensors:
         if not isinstance(t, dict) or not isinstance(t.get("name"), str):
             raise ValidationError("Each input tensor needs a 'name'.")
-        by_name[t["name"]] = t
-        size = (t.get("parameters") or {}).get("binary_data_size")
+        name = t["name"]
+        by_name[name] = t
+        size = _parameters(t, f"Input '{name}'", name).get("binary_data_size")
         if size is not None:
-            t["_binary"] = binary[offset : offset + int(size)]
-            offset += int(size)
+            if type(size) is not int or not 0 <= size <= len(binary) - offset:
+                raise ValidationError(
+                    f"Input '{name}': binary_data_size {_show(size)} does not fit the "
+                    f"{len(binary) - offset} bytes of binary data left.",
+                    column=name,
+                )
+            binaries[name] = binary[offset : offset + size]
+            offset += size
     raw_columns: Columns = {}
     rows: int | None = None
     for spec in served.signature.inputs:
@@ -148,7 +179,7 @@ def decode_inputs(served: ServedModel, body: dict[str, Any], binary: bytes) -> t
                 column=spec.name,
                 expected=DATATYPE[spec.dtype],
             )
-        values, n = _tensor_values(spec, tensor)
+        values, n = _tensor_values(spec, tensor, binaries.get(spec.name))
         if rows is None:
             rows = n
         elif n != rows:
@@ -161,9 +192,11 @@ def decode_inputs(served: ServedModel, body: dict[str, Any], binary: bytes) -> t
     return checked, rows or 0
 
 
-def _tensor_values(spec: ColumnSpec, tensor: dict[str, Any]) -> tuple[list[Any], int]:
+def _tensor_values(
+    spec: ColumnSpec, tensor: dict[str, Any], buf: bytes | None
+) -> tuple[list[Any], int]:
     name, datatype, shape = spec.name, tensor.get("datatype"), tensor.get("shape")
-    if datatype not in ACCEPTS[spec.dtype]:
+    if not isinstance(datatype, str) or datatype not in ACCEPTS[spec.dtype]:
         raise ValidationError(
             f"Input '{name}': datatype {datatype} does not fit a {spec.dtype} column; "
             f"expected {DATATYPE[spec.dtype]}.",
@@ -182,8 +215,7 @@ def _tensor_values(spec: ColumnSpec, tensor: dict[str, Any]) -> tuple[list[Any],
             expected="[rows] or [rows, 1]",
         )
     n = shape[0]
-    if "_binary" in tensor:
-        buf = tensor["_binary"]
+    if buf is not None:
         if datatype == "BYTES":
             values = _decode_bytes(buf, n, name)
         else:
@@ -215,11 +247,12 @@ def encode_outputs(
     """The response body, with binary outputs where the client asked for them."""
     requested = body.get("outputs")
     wanted: dict[str, bool] = {}
-    default_binary = bool((body.get("parameters") or {}).get("binary_data_output", False))
+    default_binary = bool(_parameters(body, "The request").get("binary_data_output", False))
     if isinstance(requested, list) and requested:
         for o in requested:
             if isinstance(o, dict) and isinstance(o.get("name"), str):
-                wanted[o["name"]] = bool((o.get("parameters") or {}).get("binary_data", False))
+                params = _parameters(o, f"Output '{o['name']}'")
+                wanted[o["name"]] = bool(params.get("binary_data", False))
     else:
         wanted = {"predict": default_binary}
         if "probabilities" in result:

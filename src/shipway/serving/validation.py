@@ -20,6 +20,7 @@ from shipway.errors import InvalidInputError
 from shipway.types import ColumnSpec, Signature
 
 Columns = dict[str, list[Any]]
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 class ValidationError(InvalidInputError):
@@ -68,10 +69,10 @@ def _converter(spec: ColumnSpec) -> Callable[[Any], Any]:
     if spec.dtype == "int64":
 
         def to_int(v: Any) -> Any:
-            if type(v) is int:
-                return v
             if type(v) is float and v.is_integer():
-                return int(v)
+                v = int(v)
+            if type(v) is int and _INT64_MIN <= v <= _INT64_MAX:
+                return v
             raise ValueError
 
         return to_int
@@ -79,7 +80,7 @@ def _converter(spec: ColumnSpec) -> Callable[[Any], Any]:
 
         def to_float(v: Any) -> Any:
             if type(v) is float:
-                if math.isnan(v) and not spec.nullable:
+                if math.isinf(v) or (math.isnan(v) and not spec.nullable):
                     raise ValueError
                 return v
             if type(v) is int:
@@ -213,6 +214,12 @@ class Validator:
                     f"Missing column '{spec.name}'.", column=spec.name, expected=_describe(spec)
                 )
             values = columns[spec.name]
+            if not isinstance(values, list):
+                raise ValidationError(
+                    f"Column '{spec.name}': expected a list of values, got {_show(values)}.",
+                    column=spec.name,
+                    expected="a list of values",
+                )
             if length is None:
                 length = len(values)
             elif len(values) != length:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -140,3 +141,23 @@ class AuditEvent(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ModelImage(Base):
+    """A container image built from a model version (and where it was pushed, if it was)."""
+
+    __tablename__ = "model_images"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # inference | training
+    tag: Mapped[str] = mapped_column(String(300))
+    image_id: Mapped[str] = mapped_column(String(80))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    base_image: Mapped[str] = mapped_column(String(300))
+    engine: Mapped[str] = mapped_column(String(16))
+    lock_digest: Mapped[str] = mapped_column(String(64))
+    sbom_digest: Mapped[str | None] = mapped_column(String(64))
+    pushed_ref: Mapped[str | None] = mapped_column(String(500))  # registry/repo@sha256:...
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    pushed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

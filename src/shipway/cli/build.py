@@ -1,0 +1,71 @@
+"""`shipway build MODEL_URI` and `shipway run-image IMAGE`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from shipway.cli._output import console
+
+ENGINE = typer.Option(None, "--engine", help="docker, podman or buildah (default: found).")
+
+
+def build(
+    uri: str = typer.Argument(..., help="The model version: models:/NAME/VERSION or @ALIAS."),
+    engine: str | None = ENGINE,
+    base_image: str = typer.Option(
+        "localhost/python-base:3.11",
+        help="An image with Python 3.11; the default is made locally with debootstrap.",
+    ),
+    tag: str | None = typer.Option(None, help="Image tag (default NAME:vVERSION-COMMIT)."),
+    push: str | None = typer.Option(None, help="Push to this registry, e.g. HOST:PORT/NAME."),
+    kind: str = typer.Option("inference", help="inference or training."),
+    port: int = typer.Option(8080, help="The port the server listens on in the image."),
+    context_only: Path | None = typer.Option(
+        None, "--context-only", help="Only write the build context into this directory."
+    ),
+    insecure: bool = typer.Option(False, help="Push over plain HTTP to a non-loopback registry."),
+) -> None:
+    """Build a container image serving a model version (hermetic: wheels resolved on the host)."""
+    from shipway.packaging.engines import EngineConfig, find_engine
+
+    if context_only is not None:
+        from shipway.packaging.context import prepare_context
+
+        ctx = prepare_context(uri, context_only, base_image=base_image, tag=tag, kind=kind,
+                              port=port)  # fmt: skip
+        console.print(f"Build context for [bold]{ctx.tag}[/bold] written to {ctx.directory}.")
+        return
+    from shipway.packaging import images
+    from shipway.packaging import push as pushing
+    from shipway.packaging.build import build_image
+
+    eng = find_engine(EngineConfig.load(name=engine))
+    console.print(f"Building {uri} with {eng.name} ...")
+    result = build_image(uri, eng, base_image=base_image, tag=tag, kind=kind, port=port)
+    img = result.image
+    console.print(
+        f"Built [bold]{img.tag}[/bold] (image {img.image_id[:12]}, "
+        f"{img.size_bytes / 1e6:.0f} MB, from {img.base_image}) in {result.seconds:.1f} s."
+    )
+    if push:
+        ref = pushing.push_image(eng, img.tag, push, insecure=insecure)
+        images.record_push(result.context.uri, img.image_id, ref)
+        console.print(f"Pushed [bold]{ref}[/bold].")
+
+
+def run_image(
+    image: str = typer.Argument(..., help="The image to run, e.g. credit:v3-1a2b3c4."),
+    engine: str | None = ENGINE,
+    port: int = typer.Option(8080, help="Host port to publish the server on (loopback)."),
+    timeout: float = typer.Option(120.0, help="Seconds to wait for readiness."),
+) -> None:
+    """Run an image built by `shipway build`, wait until it is ready, print its URL."""
+    from shipway.packaging.engines import EngineConfig, find_engine
+    from shipway.packaging.local import run_image as run
+
+    eng = find_engine(EngineConfig.load(name=engine))
+    container, url, seconds = run(eng, image, port=port, timeout=timeout)
+    console.print(f"Ready in {seconds:.1f} s at [bold]{url}[/bold] (container {container[:12]}).")
+    console.print(f"Stop it with: {eng.name} rm -f {container[:12]}")

@@ -1,0 +1,62 @@
+"""`shipway build`: context, image, record; then, optionally, push.
+
+The image is recorded against the model version only after the engine built it, with its
+SBOM stored in the artefact store; a failed build records nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipway.client import Client, get_client
+from shipway.packaging import images
+from shipway.packaging.base import LOCAL_BASE, ensure_local_base
+from shipway.packaging.context import BuildContext, prepare_context
+from shipway.packaging.engines import Engine
+from shipway.records import ImageInfo
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image: ImageInfo
+    context: BuildContext
+    seconds: float
+
+
+def build_image(
+    uri: str,
+    engine: Engine,
+    *,
+    base_image: str = LOCAL_BASE,
+    tag: str | None = None,
+    kind: str = "inference",
+    port: int = 8080,
+    client: Client | None = None,
+) -> BuildResult:
+    client = client or get_client()
+    started = time.perf_counter()
+    if base_image == LOCAL_BASE:
+        ensure_local_base(engine)
+    with tempfile.TemporaryDirectory(prefix="shipway-context-") as tmp:
+        ctx = prepare_context(
+            uri, Path(tmp) / "context", base_image=base_image, tag=tag, kind=kind, port=port,
+            client=client,
+        )  # fmt: skip
+        image_id = engine.build(ctx.directory, ctx.tag)
+        size = int(engine.inspect(ctx.tag).get("Size") or 0)
+        sbom_digest = client.artifacts.put_file(ctx.sbom_path)
+    built = images.BuiltImage(
+        tag=ctx.tag,
+        image_id=image_id,
+        size_bytes=size,
+        base_image=base_image,
+        engine=engine.name,
+        kind=kind,
+        lock_digest=ctx.lock_digest,
+        sbom_digest=sbom_digest,
+    )
+    info = images.record_build(ctx.uri, built, client=client)
+    return BuildResult(info, ctx, time.perf_counter() - started)
