@@ -124,8 +124,8 @@ def test_lock_is_sorted_and_hashed(tmp_path: Path) -> None:
 
 
 def test_model_pins_win_over_host_versions() -> None:
-    reqs = wheelhouse.requirement_set(["numpy==1.26.4"], {"numpy": "2.0", "fastapi": "0.1"})
-    assert "numpy==1.26.4" in reqs and "fastapi==0.1" in reqs
+    reqs = wheelhouse.requirement_set(["numpy==1.26.4"], {"numpy": "2.0", "starlette": "0.1"})
+    assert "numpy==1.26.4" in reqs and "starlette==0.1" in reqs
 
 
 # --- The build context (resolves real wheels for the image's platform) ---------------------

@@ -53,7 +53,7 @@ class Target:
 # What `shipway serve bundle:/model` imports, and no more (no SQLAlchemy, no Alembic: a
 # bundle needs no store). uvloop and httptools are uvicorn's fast paths.
 SERVING_REQUIREMENTS = (
-    "fastapi",
+    "starlette",
     "fsspec",
     "httptools",
     "numpy",

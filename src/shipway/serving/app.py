@@ -19,8 +19,11 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
 
 from shipway.client import Client, get_client
 from shipway.errors import (
@@ -228,38 +231,65 @@ def create_app(
     settings: ServerSettings | None = None,
     *,
     client: Client | None = None,
-) -> FastAPI:
-    """The ASGI app serving `uris` (model URIs: models:/NAME/VERSION or models:/NAME@ALIAS)."""
+) -> Starlette:
+    """The ASGI app serving `uris` (models:/NAME/VERSION, models:/NAME@ALIAS or bundle:/DIR)."""
+    from shipway import __version__
+    from shipway.serving import openapi, routes
+
     settings = settings or ServerSettings()
     server = ModelServer(uris, settings, client or get_client())
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await server.start()
         yield
         await server.stop()
 
-    app = FastAPI(
-        title="Shipway model server",
-        version="1",
-        description="Native predictions and the Open Inference Protocol (v2) over "
-        + ", ".join(uris),
+    table = routes.endpoints(server)
+    title = "Shipway model server"
+    spec = openapi.spec(
+        table,
+        title,
+        "Native predictions and the Open Inference Protocol (v2) over " + ", ".join(uris),
+        __version__,
+    )
+
+    async def spec_endpoint(request: Request) -> Response:
+        return _json(spec)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(openapi.docs_page(title))
+
+    def guarded(handler: openapi.Handler) -> openapi.Handler:
+        """Every error, on every route, answered as JSON {"error": ...}."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ShipwayError as exc:
+                return error_response(exc)
+            except Exception as exc:
+                log.exception("unexpected error on %s", request.url.path)
+                return _json({"error": f"Internal error: {type(exc).__name__}."}, 500)
+
+        return endpoint
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        message = {404: "No such route.", 405: "Method not allowed on this route."}
+        hint = " See /docs for the API." if status in message else ""
+        return _json({"error": message.get(status, "Request failed.") + hint}, status)
+
+    app = Starlette(
+        routes=[Route(e.path, guarded(e.handler), methods=[e.method]) for e in table]
+        + [
+            Route("/openapi.json", spec_endpoint, include_in_schema=False),
+            Route("/docs", docs, include_in_schema=False),
+        ],
+        exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
     app.state.server = server
-
-    @app.exception_handler(ShipwayError)
-    async def _shipway_error(request: Request, exc: ShipwayError) -> Response:
-        return error_response(exc)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s", request.url.path)
-        return _json({"error": f"Internal error: {type(exc).__name__}."}, 500)
-
-    from shipway.serving import routes
-
-    routes.install(app, server)
     if settings.api_keys:
         app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
     return app

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/healthz"})
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/docs", "/openapi.json"})
 
 
 class ApiKeyMiddleware:

@@ -1,5 +1,6 @@
-"""The endpoints. Each reads the raw body itself (fast, and errors stay in our JSON shape);
-the request schemas are documented for /docs through `openapi_extra`."""
+"""The endpoints, as one table: Starlette routes them, `openapi.py` documents them.
+
+Each handler reads the raw body itself (fast, and errors keep our JSON shape)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from shipway.errors import MalformedRequestError, ShipwayError
 from shipway.serving import v2
 from shipway.serving.app import ModelServer, _json, error_response, new_ids
+from shipway.serving.openapi import Endpoint
+from shipway.serving.runtime import ServedModel
 from shipway.serving.validation import ValidationError
 
 log = logging.getLogger("shipway.serving")
@@ -103,7 +106,8 @@ FEEDBACK_BODY = {
 }
 
 
-def install(app: FastAPI, server: ModelServer) -> None:
+def endpoints(server: ModelServer) -> list[Endpoint]:
+    """Every route of the server, with what /docs says about it."""
     metrics = server.metrics
 
     async def measured(
@@ -150,26 +154,15 @@ def install(app: FastAPI, server: ModelServer) -> None:
             out["classes"] = served.classes
         return _json(out)
 
-    @app.post("/predict", tags=["native"], openapi_extra=PREDICT_BODY, summary="Predict rows")
     async def predict(request: Request) -> Response:
-        """Predict with the first served model. Rows as JSON records, `{"columns", "data"}`,
-        or `{"instances": [...]}`; the answer holds a prediction id per row."""
         name = next(iter(server.models), "-")
         return await measured("predict", name, lambda: native(request, None))
 
-    @app.post(
-        "/models/{name}/predict",
-        tags=["native"],
-        openapi_extra=PREDICT_BODY,
-        summary="Predict rows with one model",
-    )
-    async def predict_model(name: str, request: Request) -> Response:
+    async def predict_model(request: Request) -> Response:
+        name = request.path_params["name"]
         return await measured("predict", name, lambda: native(request, name))
 
-    @app.post("/feedback", tags=["native"], openapi_extra=FEEDBACK_BODY, summary="Attach labels")
     async def feedback(request: Request) -> Response:
-        """Attach ground-truth labels to earlier prediction ids, for performance monitoring."""
-
         async def work() -> Response:
             body = await server.read_json(request)
             if not isinstance(body, dict) or not isinstance(body.get("labels"), list):
@@ -196,56 +189,40 @@ def install(app: FastAPI, server: ModelServer) -> None:
 
         return await measured("feedback", "-", work)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
-    async def metrics_endpoint() -> Response:
+    async def metrics_endpoint(request: Request) -> Response:
         data, content_type = metrics.render()
         return Response(data, media_type=content_type)
 
-    # ---- Open Inference Protocol (v2) ------------------------------------------------------
-
-    @app.get("/v2", tags=["v2"], summary="Server metadata")
-    async def v2_server() -> Response:
+    async def v2_server(request: Request) -> Response:
         from shipway import __version__
 
         return _json(
             {"name": "shipway", "version": __version__, "extensions": ["binary_tensor_data"]}
         )
 
-    @app.get("/v2/health/live", tags=["v2"], summary="Liveness")
-    async def live() -> Response:
-        """Live while loading; not live once loading failed, so an orchestrator restarts it."""
+    async def live(request: Request) -> Response:
         if server.failed:
             return _json({"live": False, "error": server.failed}, 503)
         return _json({"live": True})
 
-    @app.get("/v2/health/ready", tags=["v2"], summary="Readiness")
-    async def ready() -> Response:
-        """Ready once every model is loaded and has answered a warm-up request."""
+    async def ready(request: Request) -> Response:
         body: dict[str, Any] = {"ready": server.ready}
         if server.failed:
             body["error"] = server.failed
         return _json(body, 200 if server.ready else 503)
 
-    @app.get("/v2/models/{name}", tags=["v2"], summary="Model metadata")
-    async def model_meta(name: str) -> Response:
-        return _json(v2.tensor_metadata(server.get(name)))
+    def served_of(request: Request) -> ServedModel:
+        return server.get(request.path_params["name"], request.path_params.get("version"))
 
-    @app.get("/v2/models/{name}/versions/{version}", tags=["v2"], summary="Model metadata")
-    async def model_version_meta(name: str, version: str) -> Response:
-        return _json(v2.tensor_metadata(server.get(name, version)))
+    async def model_meta(request: Request) -> Response:
+        return _json(v2.tensor_metadata(served_of(request)))
 
-    @app.get("/v2/models/{name}/ready", tags=["v2"], summary="Model readiness")
-    async def model_ready(name: str) -> Response:
-        served = server.get(name)
-        return _json({"name": name, "ready": served.ready}, 200 if served.ready else 503)
+    async def model_ready(request: Request) -> Response:
+        served = served_of(request)
+        return _json({"name": served.name, "ready": served.ready}, 200 if served.ready else 503)
 
-    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["v2"], summary="Readiness")
-    async def model_version_ready(name: str, version: str) -> Response:
-        served = server.get(name, version)
-        return _json({"name": name, "ready": served.ready}, 200 if served.ready else 503)
-
-    async def infer(request: Request, name: str, version: str | None) -> Response:
-        served = server.get(name, version)
+    async def infer_work(request: Request) -> Response:
+        served = served_of(request)
         raw = await server.read_body(request)
         try:
             body, binary = v2.split_body(raw, request.headers.get(v2.HEADER))
@@ -255,19 +232,96 @@ def install(app: FastAPI, server: ModelServer) -> None:
             raise MalformedRequestError(f"The request body is not valid JSON: {exc}.") from None
         columns, rows = v2.decode_inputs(served, body, binary)
         result = await server.infer(served, columns, rows)
-        server.log_predictions(served, new_ids(rows), columns, result)
-        payload, headers = v2.encode_outputs(served, result, body, rows)
+        ids = new_ids(rows)
+        server.log_predictions(served, ids, columns, result)
+        payload, headers = v2.encode_outputs(served, result, body, rows, ids)
         return Response(payload, headers=headers)
 
-    @app.post("/v2/models/{name}/infer", tags=["v2"], openapi_extra=INFER_BODY, summary="Infer")
-    async def v2_infer(name: str, request: Request) -> Response:
-        return await measured("infer", name, lambda: infer(request, name, None))
+    async def infer(request: Request) -> Response:
+        name = request.path_params["name"]
+        return await measured("infer", name, lambda: infer_work(request))
 
-    @app.post(
-        "/v2/models/{name}/versions/{version}/infer",
-        tags=["v2"],
-        openapi_extra=INFER_BODY,
-        summary="Infer with a version",
-    )
-    async def v2_infer_version(name: str, version: str, request: Request) -> Response:
-        return await measured("infer", name, lambda: infer(request, name, version))
+    model, version = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
+    return [
+        Endpoint(
+            "POST",
+            "/predict",
+            predict,
+            "Predict rows",
+            "native",
+            PREDICT_BODY,
+            "Predict with the first served model. Rows as JSON records, "
+            '`{"columns", "data"}` or `{"instances": [...]}`; the answer holds a prediction '
+            "id per row.",
+            (400, 413, 422, 503),
+        ),
+        Endpoint(
+            "POST",
+            "/models/{name}/predict",
+            predict_model,
+            "Predict rows with one model",
+            "native",
+            PREDICT_BODY,
+            errors=(400, 404, 413, 422, 503),
+        ),
+        Endpoint(
+            "POST",
+            "/feedback",
+            feedback,
+            "Attach labels",
+            "native",
+            FEEDBACK_BODY,
+            "Attach ground-truth labels to earlier prediction ids, for performance monitoring.",
+        ),
+        Endpoint(
+            "GET", "/metrics", metrics_endpoint, "Prometheus metrics", "operations", errors=()
+        ),
+        Endpoint("GET", "/v2", v2_server, "Server metadata", "v2", errors=()),
+        Endpoint(
+            "GET",
+            "/v2/health/live",
+            live,
+            "Liveness",
+            "v2",
+            description="Live while loading; not live once loading failed.",
+            errors=(503,),
+        ),
+        Endpoint(
+            "GET",
+            "/v2/health/ready",
+            ready,
+            "Readiness",
+            "v2",
+            description="Ready once every model is loaded and warmed up.",
+            errors=(503,),
+        ),
+        Endpoint("GET", model, model_meta, "Model metadata", "v2", errors=(404,)),
+        Endpoint("GET", version, model_meta, "Model version metadata", "v2", errors=(404,)),
+        Endpoint("GET", f"{model}/ready", model_ready, "Model readiness", "v2", errors=(404,)),
+        Endpoint(
+            "GET",
+            f"{version}/ready",
+            model_ready,
+            "Model version readiness",
+            "v2",
+            errors=(404,),
+        ),
+        Endpoint(
+            "POST",
+            f"{model}/infer",
+            infer,
+            "Infer",
+            "v2",
+            INFER_BODY,
+            errors=(400, 404, 413, 422, 503),
+        ),
+        Endpoint(
+            "POST",
+            f"{version}/infer",
+            infer,
+            "Infer with a version",
+            "v2",
+            INFER_BODY,
+            errors=(400, 404, 413, 422, 503),
+        ),
+    ]

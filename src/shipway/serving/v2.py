@@ -242,9 +242,17 @@ def _tensor_values(
 
 
 def encode_outputs(
-    served: ServedModel, result: dict[str, list[Any]], body: dict[str, Any], rows: int
+    served: ServedModel,
+    result: dict[str, list[Any]],
+    body: dict[str, Any],
+    rows: int,
+    ids: list[str] | None = None,
 ) -> tuple[bytes, dict[str, str]]:
-    """The response body, with binary outputs where the client asked for them."""
+    """The response body, with binary outputs where the client asked for them.
+
+    The rows' prediction ids travel in the response's `parameters`, so that feedback can be
+    attached to v2 predictions as to native ones.
+    """
     requested = body.get("outputs")
     wanted: dict[str, bool] = {}
     default_binary = bool(_parameters(body, "The request").get("binary_data_output", False))
@@ -275,13 +283,15 @@ def encode_outputs(
         else:
             entry["data"] = data
         outputs.append(entry)
-    response = {
+    response: dict[str, Any] = {
         "model_name": served.name,
         "model_version": str(served.version),
         "outputs": outputs,
     }
     if "id" in body:
         response["id"] = body["id"]
+    if ids is not None:
+        response["parameters"] = {"prediction_ids": ids}
     head = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
         return head, {"content-type": "application/json"}
