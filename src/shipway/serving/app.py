@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
+import itertools
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -24,6 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from shipway.client import Client, get_client
 from shipway.errors import (
@@ -35,6 +39,7 @@ from shipway.errors import (
 )
 from shipway.serving.auth import ApiKeyMiddleware
 from shipway.serving.batching import Batcher
+from shipway.serving.fastpath import FastPath
 from shipway.serving.metrics import ServingMetrics
 from shipway.serving.predlog import PredictionLog
 from shipway.serving.runtime import ServedModel
@@ -110,6 +115,7 @@ class ModelServer:
                     on_drop=functools.partial(self.metrics.prediction_log_dropped, "all"),
                 )
                 self.predlog.start()
+            _quiet_garbage_collector()
             self.ready = True
         except Exception as exc:
             self.failed = str(exc)
@@ -214,6 +220,19 @@ class ModelServer:
             )
 
 
+def _quiet_garbage_collector() -> None:
+    """Keep the cyclic GC off the request path.
+
+    A loaded model is a large graph of long-lived objects; every full collection walked it
+    again and stalled the server (p99 119 ms against 25 ms at 64 connections). Freezing moves
+    what exists after loading out of the collector's sight, and a higher first threshold makes
+    collections rare: request objects are freed by reference counting anyway.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 async def _wait_for(awaitable: Any, timeout: float) -> Any:
     # Not asyncio.wait_for: on 3.11 it runs the awaitable in a new task, so the rows would be
     # queued only after the batcher had seen this request stop "arriving" and closed the batch.
@@ -231,7 +250,7 @@ def create_app(
     settings: ServerSettings | None = None,
     *,
     client: Client | None = None,
-) -> Starlette:
+) -> ASGIApp:
     """The ASGI app serving `uris` (models:/NAME/VERSION, models:/NAME@ALIAS or bundle:/DIR)."""
     from shipway import __version__
     from shipway.serving import openapi, routes
@@ -280,8 +299,9 @@ def create_app(
         hint = " See /docs for the API." if status in message else ""
         return _json({"error": message.get(status, "Request failed.") + hint}, status)
 
+    handlers = {e.path: guarded(e.handler) for e in table}
     app = Starlette(
-        routes=[Route(e.path, guarded(e.handler), methods=[e.method]) for e in table]
+        routes=[Route(e.path, handlers[e.path], methods=[e.method]) for e in table]
         + [
             Route("/openapi.json", spec_endpoint, include_in_schema=False),
             Route("/docs", docs, include_in_schema=False),
@@ -290,13 +310,28 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.server = server
+    outer: ASGIApp = FastPath(app, handlers)
     if settings.api_keys:
-        app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
-    return app
+        outer = ApiKeyMiddleware(outer, keys=settings.api_keys)
+    return outer
+
+
+# Prediction ids: a random 64-bit prefix per process and a counter. As unique as uuid4 for
+# our purposes, and a tenth of its cost (uuid4 reads the OS's random source for every id).
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ID_COUNTER = itertools.count()
+
+
+def _new_id_prefix() -> None:  # a forked worker must not repeat its parent's ids
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:16], itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
 
 
 def new_ids(n: int) -> list[str]:
-    return [uuid.uuid4().hex for _ in range(n)]
+    return [f"{_ID_PREFIX}{next(_ID_COUNTER):016x}" for _ in range(n)]
 
 
 def now() -> float:
