@@ -32,6 +32,39 @@ kill -TERM "$server"
 wait "$server" || true
 trap - EXIT
 
+step "Build the champion's container image and run it"
+# The same engine detection as `shipway build` (docker, then podman, then buildah); engine flags
+# this machine may need come from ./shipway.yaml. No engine: say so and go on.
+engine=$(python -c '
+from shipway.errors import EngineNotFoundError
+from shipway.packaging.engines import find_engine
+try:
+    print(find_engine().name)
+except EngineNotFoundError:
+    pass
+')
+if [ -z "$engine" ]; then
+  echo "No container engine found (looked for docker, podman, buildah): skipping the image build and run. Install podman or Docker to include it."
+else
+  # The first build on a machine also makes the base image (about a minute) and resolves the
+  # wheelhouse; later builds reuse both.
+  shipway build models:/credit@champion --engine "$engine"
+  tag=$(python -c 'from shipway.packaging.images import list_images
+print(list_images("models:/credit@champion")[-1].tag)')
+  if [ "$engine" = buildah ]; then
+    echo "Built $tag with buildah, which cannot run containers: run it with podman or Docker."
+  else
+    iport=${SHIPWAY_DEMO_IMAGE_PORT:-8766}
+    container="shipway-demo-$$"
+    trap '"$engine" rm -f "$container" >/dev/null 2>&1 || true' EXIT
+    shipway run-image "$tag" --engine "$engine" --port "$iport" --name "$container"
+    python request.py --url "http://127.0.0.1:$iport" --requests 1 --concurrency 1
+    "$engine" rm -f "$container" >/dev/null 2>&1 || true
+    trap - EXIT
+    echo "Stopped the container."
+  fi
+fi
+
 step "Audit trail"
 shipway audit log --limit 8
 shipway audit verify

@@ -210,6 +210,30 @@ def test_engine_flags_come_from_shipway_yaml_and_the_environment(
     assert runner.calls[-1][3:7] == ["--runtime", "runc", "--ulimit", "nofile=1024:1024"]
 
 
+def test_an_engines_own_section_applies_only_to_that_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "shipway.yaml").write_text(
+        "engine:\n  run_args: --init\n"
+        "  podman:\n    build_args: --isolation chroot\n    run_args: [--runtime, runc]\n"
+    )
+    monkeypatch.delenv("SHIPWAY_ENGINE_BUILD_ARGS", raising=False)
+    monkeypatch.setenv("SHIPWAY_ENGINE_RUN_ARGS", "--ulimit nproc=1000:1000")
+    config = EngineConfig.load(tmp_path)
+    assert config.name is None
+    runner = FakeRunner({"version": Result(0, "28.0\n", "")})
+    paths = {"docker": "/bin/docker", "podman": "/bin/podman"}
+    docker = find_engine(config, runner=runner, which=paths.get)
+    assert docker.name == "docker" and docker.config.build_args == ()
+    assert docker.config.run_args == ("--init", "--ulimit", "nproc=1000:1000")
+    podman = find_engine(EngineConfig.load(tmp_path, "podman"), runner=runner, which=paths.get)
+    assert podman.config.build_args == ("--isolation", "chroot")
+    assert podman.config.run_args == ("--init", "--ulimit", "nproc=1000:1000", "--runtime", "runc")
+    (tmp_path / "shipway.yaml").write_text("engine:\n  podman: [--isolation]\n")
+    with pytest.raises(InvalidInputError, match=r"engine\.podman"):
+        EngineConfig.load(tmp_path)
+
+
 def test_unreachable_registry_is_a_clear_error_and_nothing_is_pushed() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,8 +1,15 @@
-"""The prediction log: records written as hour-partitioned Parquet and read back."""
+"""The prediction log: records written as hour-partitioned Parquet or JSON Lines and read back.
+
+Every test that makes a log through `make_log` runs once per file format; the JSON Lines runs
+stand for an environment without pyarrow (a serving image), chosen by the constructor's flag.
+"""
 
 from __future__ import annotations
 
+import gzip
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shipway.errors import InvalidInputError
+from shipway.serving import predlog
 from shipway.serving.predlog import PredictionLog, join_feedback, read_feedback, read_predictions
 
 T0 = datetime(2024, 5, 1, 10, 15, tzinfo=UTC)
@@ -28,11 +36,27 @@ def base_url(tmp_path: Path) -> str:
     return (tmp_path / "artifacts").as_uri()
 
 
+SUFFIX = {"parquet": ".parquet", "jsonl": ".jsonl.gz"}
+
+
+@pytest.fixture(params=["parquet", "jsonl"])
+def log_format(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _parse(path: Path) -> int:
+    """Rows in a log file of either format (raises on a partial or corrupt file)."""
+    if path.name.endswith(".parquet"):
+        return int(pq.read_table(path).num_rows)
+    return len(gzip.decompress(path.read_bytes()).decode().splitlines())
+
+
 @pytest.fixture
-def make_log(base_url: str) -> Iterator[Callable[..., PredictionLog]]:
+def make_log(base_url: str, log_format: str) -> Iterator[Callable[..., PredictionLog]]:
     logs: list[PredictionLog] = []
 
     def make(url: str = base_url, **kwargs: Any) -> PredictionLog:
+        kwargs.setdefault("format", log_format)
         log = PredictionLog(url, **kwargs)
         logs.append(log)
         return log
@@ -58,7 +82,7 @@ def _record(log: PredictionLog, n: int, *, prefix: str = "r", at: datetime = T0)
 
 
 def test_records_round_trip_with_typed_columns_and_hour_partitions(
-    make_log: Callable[..., PredictionLog], base_url: str, tmp_path: Path
+    make_log: Callable[..., PredictionLog], base_url: str, tmp_path: Path, log_format: str
 ) -> None:
     log = make_log()
     log.start()
@@ -84,6 +108,7 @@ def test_records_round_trip_with_typed_columns_and_hour_partitions(
         "predictions/model=churn/version=4/date=2024-05-02/hour=10",
     ]
     assert all(Path(f).name.startswith("part-") for f in _files(root))
+    assert all(f.endswith(SUFFIX[log_format]) for f in _files(root))
     assert log.written_rows == 4 and log.dropped == 0 and log.write_errors == 0
 
     df = read_predictions(base_url, "churn", version=3)
@@ -101,7 +126,8 @@ def test_records_round_trip_with_typed_columns_and_hour_partitions(
     ]
     assert df["prediction_id"].tolist() == ["a", "b", "c"]
     assert df["time"].tolist() == [T0, T0, T0 + timedelta(hours=1)]
-    assert str(df["time"].dt.tz) == "UTC"
+    assert str(df["time"].dtype) == "datetime64[us, UTC]"
+    assert df["version"].dtype == np.int64
     assert set(df["model"]) == {"churn"} and df["version"].tolist() == [3, 3, 3]
     assert df["input.age"].tolist() == [31, 47, 22]
     assert df["input.age"].dtype == np.int64
@@ -141,7 +167,10 @@ def test_numpy_values_and_probabilities_without_classes(
 
 
 def test_odd_inputs_are_stored_and_malformed_records_counted_without_killing_the_writer(
-    make_log: Callable[..., PredictionLog], base_url: str, caplog: pytest.LogCaptureFixture
+    make_log: Callable[..., PredictionLog],
+    base_url: str,
+    caplog: pytest.LogCaptureFixture,
+    log_format: str,
 ) -> None:
     log = make_log()
     log.start()
@@ -176,7 +205,9 @@ def test_odd_inputs_are_stored_and_malformed_records_counted_without_killing_the
     assert df["input.nones"].iloc[:3].isna().all()
     assert df["prediction"].tolist()[:2] == ["1", "cat"] and pd.isna(df["prediction"][2])
     assert df["prediction"][3] == 7
-    assert df["input.empty_dicts"].tolist()[:2] == ["{}", "{}"]
+    # Parquet cannot store an empty struct, so it keeps the text; JSON keeps the objects.
+    empty = ["{}", "{}"] if log_format == "parquet" else [{}, {}]
+    assert df["input.empty_dicts"].tolist()[:2] == empty
     assert log.written_rows == 4
 
 
@@ -295,7 +326,7 @@ def test_write_failures_are_counted_and_logged_and_the_writer_survives(
 
 
 def test_concurrent_reader_never_sees_a_partial_file(
-    make_log: Callable[..., PredictionLog], base_url: str, tmp_path: Path
+    make_log: Callable[..., PredictionLog], base_url: str, tmp_path: Path, log_format: str
 ) -> None:
     log = make_log(flush_interval_s=0.005, flush_rows=50)
     log.start()
@@ -308,9 +339,9 @@ def test_concurrent_reader_never_sees_a_partial_file(
     def scan_new_files() -> None:  # parses every file the moment it becomes visible
         while not stop.is_set():
             try:
-                for path in root.rglob("part-*.parquet"):
+                for path in root.rglob(f"part-*{SUFFIX[log_format]}"):
                     if path not in parsed:
-                        pq.read_table(path)
+                        _parse(path)
                         parsed.add(path)
             except BaseException as exc:
                 problems.append(exc)
@@ -377,7 +408,7 @@ def test_feedback_join_takes_the_latest_label_and_keeps_label_types(
 
 
 def test_time_filters_read_only_overlapping_partitions(
-    make_log: Callable[..., PredictionLog], base_url: str, tmp_path: Path
+    make_log: Callable[..., PredictionLog], base_url: str, tmp_path: Path, log_format: str
 ) -> None:
     log = make_log()
     log.start()
@@ -390,7 +421,8 @@ def test_time_filters_read_only_overlapping_partitions(
     root = tmp_path / "artifacts"
     for kind in ("predictions/model=churn/version=1", "feedback/model=churn"):
         for hour in ("10", "13"):
-            (root / kind / "date=2024-05-01" / f"hour={hour}" / "part-bad.parquet").write_text("x")
+            bad = f"part-bad{SUFFIX[log_format]}"
+            (root / kind / "date=2024-05-01" / f"hour={hour}" / bad).write_text("x")
 
     start, end = T0 + timedelta(minutes=45), T0 + timedelta(hours=2, minutes=45)  # [11:00, 13:00)
     df = read_predictions(base_url, "churn", start=start, end=end)
@@ -402,7 +434,7 @@ def test_time_filters_read_only_overlapping_partitions(
     assert read_predictions(base_url, "churn", start=start, end=naive)["prediction_id"].size == 2
     assert read_predictions(base_url, "churn", start=naive, end=end)["prediction_id"].size == 2
     assert read_predictions(base_url, "churn", version=2, start=start).empty
-    with pytest.raises(pa.ArrowInvalid):  # the planted files are read without a filter
+    with pytest.raises((pa.ArrowInvalid, gzip.BadGzipFile)):  # planted files read without filter
         read_predictions(base_url, "churn")
 
 
@@ -416,8 +448,8 @@ def test_reading_nothing_gives_empty_frames_with_the_base_columns(base_url: str)
     assert joined.empty and {"label", "feedback_time"} <= set(joined.columns)
 
 
-def test_round_trip_on_s3(s3_bucket_url: str) -> None:
-    with PredictionLog(s3_bucket_url) as log:
+def test_round_trip_on_s3(s3_bucket_url: str, log_format: str) -> None:
+    with PredictionLog(s3_bucket_url, format=log_format) as log:
         log.record("churn", 2, ["a", "b"], {"x": [1.0, 2.0]}, ["no", "yes"], time=T0)
         log.record("churn", 2, ["c"], {"x": [3.0]}, ["no"], time=T0 + timedelta(hours=1))
         log.record_feedback("churn", [("b", "yes")], time=T0)
@@ -435,6 +467,7 @@ def test_round_trip_on_s3(s3_bucket_url: str) -> None:
             "predictions/model=churn/version=2/date=2024-05-01/hour=11",
         ]
         assert all(k.rsplit("/", 1)[1].startswith("part-") for k in keys)
+        assert all(k.endswith(SUFFIX[log_format]) for k in keys)
 
         df = read_predictions(s3_bucket_url, "churn", start=T0 + timedelta(minutes=50))
         assert df["prediction_id"].tolist() == ["c"] and df["input.x"].tolist() == [3.0]
@@ -450,3 +483,110 @@ def test_invalid_settings_are_refused(base_url: str) -> None:
         PredictionLog(base_url, sample_rate=1.5)
     with pytest.raises(InvalidInputError, match="max_queue"):
         PredictionLog(base_url, max_queue=0)
+
+
+def _mixed_record(log: PredictionLog, ids: list[str], at: datetime) -> None:
+    n = len(ids)
+    log.record(
+        "mix",
+        1,
+        ids,
+        {"age": list(range(n)), "income": [1.5] * (n - 1) + [None], "city": ["Oslo"] * n},
+        ["no", "yes"][:n],
+        probabilities=[[0.25, 0.75]] * n,
+        classes=["no", "yes"],
+        time=at,
+    )
+
+
+def test_both_formats_in_one_partition_read_as_one_frame_with_the_same_types(
+    base_url: str, tmp_path: Path
+) -> None:
+    with PredictionLog(base_url, format="parquet") as parquet_log:
+        _mixed_record(parquet_log, ["p0", "p1"], T0)
+        parquet_log.record_feedback("mix", [("p0", 1), ("j1", "yes")], time=T0)
+    with PredictionLog(base_url, format="jsonl") as jsonl_log:
+        _mixed_record(jsonl_log, ["j0", "j1"], T0 + timedelta(minutes=1))
+        jsonl_log.record_feedback("mix", [("j0", [1, 2]), ("p1", None)], time=T0)
+
+    hour = tmp_path / "artifacts/predictions/model=mix/version=1/date=2024-05-01/hour=10"
+    assert sorted(p.name.split(".", 1)[1] for p in hour.iterdir()) == ["jsonl.gz", "parquet"]
+
+    df = read_predictions(base_url, "mix")
+    assert df["prediction_id"].tolist() == ["p0", "p1", "j0", "j1"]
+    assert df["input.age"].tolist() == [0, 1, 0, 1] and df["input.age"].dtype == np.int64
+    assert df["input.income"].tolist()[::2] == [1.5, 1.5] and df["input.income"][1::2].isna().all()
+    assert df["prediction"].tolist() == ["no", "yes", "no", "yes"]
+    assert df["proba.yes"].tolist() == [0.75] * 4
+    assert str(df["time"].dtype) == "datetime64[us, UTC]" and df["version"].dtype == np.int64
+
+    # Each format alone gives the same columns and dtypes.
+    only = {
+        fmt: read_predictions(base_url, "mix").iloc[rows].reset_index(drop=True)
+        for fmt, rows in (("parquet", slice(0, 2)), ("jsonl", slice(2, 4)))
+    }
+    assert list(only["parquet"].columns) == list(only["jsonl"].columns)
+    feedback = read_feedback(base_url, "mix")
+    assert sorted(feedback["prediction_id"]) == ["j0", "j1", "p0", "p1"]
+    labels = dict(zip(feedback["prediction_id"], feedback["label"], strict=True))
+    assert labels == {"p0": 1, "j1": "yes", "j0": [1, 2], "p1": None}
+
+
+def test_each_format_alone_gives_the_same_frame(tmp_path: Path) -> None:
+    frames = {}
+    for fmt in ("parquet", "jsonl"):
+        url = (tmp_path / fmt).as_uri()
+        with PredictionLog(url, format=fmt) as log:  # type: ignore[arg-type]
+            _mixed_record(log, ["a", "b"], T0)
+        frames[fmt] = read_predictions(url, "mix")
+    pd.testing.assert_frame_equal(frames["parquet"], frames["jsonl"])
+
+
+def test_without_pyarrow_auto_writes_json_lines_and_parquet_is_refused(
+    base_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert PredictionLog(base_url).format == "parquet"  # pyarrow is installed here
+    with PredictionLog(base_url, format="parquet") as log:
+        _record(log, 1, prefix="pq")
+    monkeypatch.setattr(predlog, "pyarrow_available", lambda: False)
+    with PredictionLog(base_url) as log:
+        assert log.format == "jsonl"
+        _record(log, 1, prefix="js")
+    with pytest.raises(InvalidInputError, match="needs pyarrow"):
+        PredictionLog(base_url, format="parquet")
+    with pytest.raises(InvalidInputError, match="Unknown prediction log format"):
+        PredictionLog(base_url, format="csv")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="pyarrow is not installed to read it"):
+        read_predictions(base_url, "churn")
+    monkeypatch.undo()
+    assert sorted(read_predictions(base_url, "churn")["prediction_id"]) == ["js0", "pq0"]
+
+
+_NO_PYARROW = """
+import sys
+sys.modules["pyarrow"] = None  # as in the serving image: `import pyarrow` raises ImportError
+import shipway.cli, shipway.cli.serve, shipway.serving.server, shipway.serving.app
+from shipway.packaging import bundle
+from shipway.serving.predlog import PredictionLog, read_feedback, read_predictions
+url = sys.argv[1]
+with PredictionLog(url) as log:
+    assert log.format == "jsonl", log.format
+    log.record("m", 1, ["a", "b"], {"x": [1.5, 2.5]}, [0, 1], time=None)
+    log.record_feedback("m", [("a", 0)])
+assert read_predictions(url, "m")["input.x"].tolist() == [1.5, 2.5]
+assert read_feedback(url, "m")["label"].tolist() == [0]
+assert sys.modules["pyarrow"] is None
+assert not [m for m in sys.modules if m.startswith("pyarrow.")], "pyarrow submodule imported"
+print("ok")
+"""
+
+
+def test_the_serve_path_imports_and_logs_without_pyarrow(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_PYARROW, (tmp_path / "log").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

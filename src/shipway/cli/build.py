@@ -60,12 +60,13 @@ def run_image(
     engine: str | None = ENGINE,
     port: int = typer.Option(8080, help="Host port to publish the server on (loopback)."),
     timeout: float = typer.Option(120.0, help="Seconds to wait for readiness."),
+    name: str | None = typer.Option(None, help="Name the container (default: the engine's)."),
 ) -> None:
     """Run an image built by `shipway build`, wait until it is ready, print its URL."""
     from shipway.packaging.engines import EngineConfig, find_engine
     from shipway.packaging.local import run_image as run
 
     eng = find_engine(EngineConfig.load(name=engine))
-    container, url, seconds = run(eng, image, port=port, timeout=timeout)
+    container, url, seconds = run(eng, image, port=port, name=name, timeout=timeout)
     console.print(f"Ready in {seconds:.1f} s at [bold]{url}[/bold] (container {container[:12]}).")
     console.print(f"Stop it with: {eng.name} rm -f {container[:12]}")

@@ -6,9 +6,18 @@ operations (build, inspect, run, push, import a root filesystem) into each tool'
 
 The engine is found automatically, in the order docker, podman, buildah, or named. A docker
 client without a reachable daemon is skipped, with the reason kept for the error message.
-Extra flags for build and run come from `shipway.yaml` (`engine: {name, build_args,
-run_args}`) and from `SHIPWAY_ENGINE_BUILD_ARGS` / `SHIPWAY_ENGINE_RUN_ARGS`; some machines
-need them (rootless or chroot builds, a particular OCI runtime, lower ulimits).
+Extra flags for build and run come from `shipway.yaml` in the working directory and from
+`SHIPWAY_ENGINE_BUILD_ARGS` / `SHIPWAY_ENGINE_RUN_ARGS`; some machines need them (rootless or
+chroot builds, a particular OCI runtime, lower ulimits). In `shipway.yaml`, flags at the top
+of the `engine` section apply to any engine, and those under an engine's own name only when
+that engine is used (podman's `--isolation chroot` would break `docker build`)::
+
+    engine:
+      name: podman            # optional: otherwise found
+      build_args: [...]       # any engine
+      podman:
+        build_args: --isolation chroot --network host
+        run_args: --runtime runc
 """
 
 from __future__ import annotations
@@ -75,6 +84,17 @@ class EngineConfig:
     name: str | None = None
     build_args: tuple[str, ...] = ()
     run_args: tuple[str, ...] = ()
+    # (engine, build_args, run_args) from the engine's own section of shipway.yaml.
+    per_engine: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
+
+    def for_engine(self, engine: str) -> EngineConfig:
+        """The flags `engine` runs with: the common ones, then its own section's."""
+        build, run = list(self.build_args), list(self.run_args)
+        for name, extra_build, extra_run in self.per_engine:
+            if name == engine:
+                build += extra_build
+                run += extra_run
+        return EngineConfig(engine, tuple(build), tuple(run))
 
     @classmethod
     def load(cls, directory: Path | None = None, name: str | None = None) -> EngineConfig:
@@ -89,7 +109,15 @@ class EngineConfig:
                 raise InvalidInputError(f"{path}: 'engine' must be a mapping.")
         build = [*_args(section.get("build_args")), *_env_args("SHIPWAY_ENGINE_BUILD_ARGS")]
         run = [*_args(section.get("run_args")), *_env_args("SHIPWAY_ENGINE_RUN_ARGS")]
-        return cls(name or section.get("name"), tuple(build), tuple(run))
+        per_engine = []
+        for engine in ENGINES:
+            own = section.get(engine) or {}
+            if not isinstance(own, dict):
+                raise InvalidInputError(f"{path}: 'engine.{engine}' must be a mapping.")
+            flags = tuple(_args(own.get("build_args"))), tuple(_args(own.get("run_args")))
+            if any(flags):
+                per_engine.append((engine, *flags))
+        return cls(name or section.get("name"), tuple(build), tuple(run), tuple(per_engine))
 
 
 def _args(value: Any) -> list[str]:
@@ -270,7 +298,7 @@ def find_engine(
         why = docker_reachable(path, runner) if config.name == "docker" else None
         if why is not None:
             raise EngineNotFoundError(f"docker's daemon is not reachable: {why}.", INSTALL_HINT)
-        return Engine(config.name, path, config, runner)
+        return Engine(config.name, path, config.for_engine(config.name), runner)
     looked: list[str] = []
     for name in ENGINES:
         path = which(name)
@@ -282,7 +310,7 @@ def find_engine(
             if why is not None:
                 looked.append(f"docker (client at {path}, daemon not reachable: {why})")
                 continue
-        return Engine(name, path, config, runner)
+        return Engine(name, path, config.for_engine(name), runner)
     raise EngineNotFoundError(
         f"No usable container engine. Looked for: {'; '.join(looked)}.", INSTALL_HINT
     )

@@ -51,7 +51,8 @@ class Target:
 
 
 # What `shipway serve bundle:/model` imports, and no more (no SQLAlchemy, no Alembic: a
-# bundle needs no store). uvloop and httptools are uvicorn's fast paths.
+# bundle needs no store). uvloop and httptools are uvicorn's fast paths. No pyarrow (about
+# 150 MB installed): without it the prediction log writes gzip JSON Lines instead of Parquet.
 SERVING_REQUIREMENTS = (
     "starlette",
     "fsspec",
@@ -61,7 +62,6 @@ SERVING_REQUIREMENTS = (
     "pandas",
     "prometheus-client",
     "psutil",
-    "pyarrow",  # the prediction log writes Parquet
     "pydantic",
     "pydantic-settings",
     "rich",

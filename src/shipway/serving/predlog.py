@@ -1,18 +1,23 @@
-"""The prediction log: every prediction the model server makes, as Parquet files.
+"""The prediction log: every prediction the model server makes, as Parquet or JSON Lines files.
 
 The server calls `PredictionLog.record` on the request path; it never blocks and never raises.
 It samples rows, then hands the record to a bounded queue (a full queue drops the record and
 reports it through `on_drop`). One background thread batches the queue and writes one Parquet
 file per partition every `flush_interval_s` seconds, or sooner once `flush_rows` rows wait.
 
+Files are Parquet when pyarrow can be imported, else gzip-compressed JSON Lines (`format="auto"`,
+the default; `"parquet"` or `"jsonl"` choose one). Serving images leave pyarrow out (it is
+about 150 MB installed), so they write JSON Lines; the readers read both, mixed in one partition.
+
 Layout, under any fsspec URL (usually the artefact store's)::
 
     {base}/predictions/model={model}/version={version}/date=YYYY-MM-DD/hour=HH/part-{uuid}.parquet
     {base}/feedback/model={model}/date=YYYY-MM-DD/hour=HH/part-{uuid}.parquet
 
-Partitions are the UTC hour of the prediction (for feedback, of the label's arrival). A file
-is written under a hidden temporary name (`.part-{uuid}.parquet.tmp`) in its final directory
-and then moved into place, so a reader never sees part of a file.
+(`part-{uuid}.jsonl.gz` for JSON Lines.) Partitions are the UTC hour of the prediction (for
+feedback, of the label's arrival). A file is written under a hidden temporary name
+(`.part-{uuid}.parquet.tmp`) in its final directory and then moved into place, so a reader
+never sees part of a file.
 
 Prediction files hold `prediction_id` (string), `time` (timestamp[us, UTC]), `model`
 (string), `version` (int64), `input.<name>` per input (its values' inferred Arrow type),
@@ -21,10 +26,15 @@ class. A column whose values have no common Arrow type (mixed types, unknown obj
 stored as strings (`str(value)`, nulls kept). Feedback files hold `prediction_id` (string),
 `label` (the label as JSON text, so 1, "1" and 1.0 stay distinct; null for None) and `time`
 (timestamp[us, UTC]); `read_feedback` decodes `label` back to Python values.
+
+A JSON Lines file holds one object per row with the same keys; `time` is microseconds since
+the epoch, and a column is kept as JSON values when they share a type (booleans, integers that
+fit int64, numbers, strings, lists, objects) and stored as strings otherwise, as in Parquet.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import queue
@@ -36,35 +46,56 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import fsspec
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from shipway.errors import InvalidInputError
 
-__all__ = ["PredictionLog", "join_feedback", "read_feedback", "read_predictions"]
+if TYPE_CHECKING:  # imported lazily: serving images do without pyarrow
+    import pyarrow as pa
+
+__all__ = [
+    "PredictionLog",
+    "join_feedback",
+    "pyarrow_available",
+    "read_feedback",
+    "read_predictions",
+]
 
 logger = logging.getLogger(__name__)
 
-_TIME_TYPE = pa.timestamp("us", tz="UTC")
-PREDICTION_SCHEMA = pa.schema(
-    [
-        ("prediction_id", pa.string()),
-        ("time", _TIME_TYPE),
-        ("model", pa.string()),
-        ("version", pa.int64()),
-        ("prediction", pa.null()),
-    ]
-)
-FEEDBACK_SCHEMA = pa.schema(
-    [("prediction_id", pa.string()), ("label", pa.string()), ("time", _TIME_TYPE)]
-)
-_ARROW_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
+Format = Literal["auto", "parquet", "jsonl"]
+FORMATS = ("auto", "parquet", "jsonl")
+_SUFFIX = {"parquet": ".parquet", "jsonl": ".jsonl.gz"}
+_TIME_DTYPE = "datetime64[us, UTC]"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_INT64 = (-(2**63), 2**63 - 1)
+# The columns of an empty result, with their dtypes (as Parquet gives them).
+_PREDICTION_COLUMNS = {"prediction_id": "str", "time": _TIME_DTYPE, "model": "str",
+                       "version": "int64", "prediction": "object"}  # fmt: skip
+_FEEDBACK_COLUMNS = {"prediction_id": "str", "label": "str", "time": _TIME_DTYPE}
+
+
+def pyarrow_available() -> bool:
+    """True when pyarrow can be imported (then the log writes Parquet by default)."""
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _arrow_errors() -> tuple[type[BaseException], ...]:
+    import pyarrow as pa
+
+    return (pa.ArrowException, TypeError, ValueError, OverflowError)
+
 
 Values = Sequence[Any] | npt.NDArray[Any]
 """One value per row: a sequence or a NumPy array (a 2-D array for probabilities)."""
@@ -137,13 +168,26 @@ class PredictionLog:
         flush_interval_s: float = 2.0,
         flush_rows: int = 5_000,
         on_drop: Callable[[int], None] | None = None,
+        format: Format = "auto",
     ) -> None:
+        if format not in FORMATS:
+            raise InvalidInputError(
+                f"Unknown prediction log format '{format}'.", f"Use one of {', '.join(FORMATS)}."
+            )
+        if format == "auto":
+            format = "parquet" if pyarrow_available() else "jsonl"
+        elif format == "parquet" and not pyarrow_available():
+            raise InvalidInputError(
+                "The Parquet prediction log needs pyarrow, which is not installed.",
+                "pip install pyarrow, or use format='jsonl' (or 'auto').",
+            )
         if not 0.0 <= sample_rate <= 1.0:
             raise InvalidInputError(f"sample_rate must be in [0, 1], not {sample_rate}.")
         if max_queue < 1 or flush_rows < 1 or flush_interval_s <= 0:
             raise InvalidInputError(
                 "max_queue and flush_rows must be at least 1 and flush_interval_s positive."
             )
+        self.format: Literal["parquet", "jsonl"] = format
         self.base_url = base_url.rstrip("/")
         self.fs, self.root = _open_fs(self.base_url, storage_options)
         self.sample_rate = sample_rate
@@ -397,34 +441,34 @@ class PredictionLog:
         for key, records in groups.items():
             kind, model = key[0], key[1]
             if kind == "predictions":
-                table = self._predictions_table(records)
+                columns = self._prediction_columns(records)
                 directory = (
                     f"{self.root}/predictions/model={_segment(model)}/version={key[2]}"
                     f"/date={key[3]}/hour={key[4]}"
                 )
             else:
-                table = self._feedback_table(records)
+                columns = self._feedback_columns(records)
                 directory = (
                     f"{self.root}/feedback/model={_segment(model)}/date={key[2]}/hour={key[3]}"
                 )
-            if table is None or table.num_rows == 0:
+            rows = len(columns["prediction_id"]) if columns else 0
+            if columns is None or rows == 0:
                 continue
             try:
-                self._write_file(directory, table)
+                if self.format == "parquet":
+                    data = _parquet_bytes(columns, feedback=kind == "feedback")
+                else:
+                    data = _jsonl_bytes(columns)
+                self._write_file(directory, data)
             except Exception:
-                logger.exception(
-                    "Prediction log: could not write %d rows to %s.", table.num_rows, directory
-                )
+                logger.exception("Prediction log: could not write %d rows to %s.", rows, directory)
                 self._count(errors=1)
             else:
-                self._count(written=table.num_rows)
+                self._count(written=rows)
 
-    def _write_file(self, directory: str, table: pa.Table) -> None:
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        data = sink.getvalue().to_pybytes()
-        name = uuid.uuid4().hex
-        tmp, final = f"{directory}/.part-{name}.parquet.tmp", f"{directory}/part-{name}.parquet"
+    def _write_file(self, directory: str, data: bytes) -> None:
+        name, suffix = uuid.uuid4().hex, _SUFFIX[self.format]
+        tmp, final = f"{directory}/.part-{name}{suffix}.tmp", f"{directory}/part-{name}{suffix}"
         self.fs.makedirs(directory, exist_ok=True)
         self.fs.pipe_file(tmp, data)
         try:
@@ -436,7 +480,8 @@ class PredictionLog:
                 logger.debug("Prediction log: could not remove %s.", tmp, exc_info=True)
             raise
 
-    def _predictions_table(self, records: list[_Predictions]) -> pa.Table | None:
+    def _prediction_columns(self, records: list[_Predictions]) -> dict[str, list[Any]] | None:
+        """The rows of `records` as columns, in file order; malformed records are skipped."""
         ids: list[str] = []
         times: list[datetime] = []
         models: list[str] = []
@@ -476,18 +521,17 @@ class PredictionLog:
                 col.extend([None] * (len(ids) - len(col)))
         if not ids:
             return None
-        columns: dict[str, pa.Array] = {
-            "prediction_id": pa.array(ids, pa.string()),
-            "time": pa.array(times, _TIME_TYPE),
-            "model": pa.array(models, pa.string()),
-            "version": pa.array(versions, pa.int64()),
+        return {
+            "prediction_id": ids,
+            "time": times,
+            "model": models,
+            "version": versions,
+            **inputs,
+            "prediction": preds,
+            **probas,
         }
-        columns.update({name: _infer(values) for name, values in inputs.items()})
-        columns["prediction"] = _infer(preds)
-        columns.update({name: pa.array(v, pa.float64()) for name, v in probas.items()})
-        return _writable(pa.table(columns))
 
-    def _feedback_table(self, records: list[_Feedback]) -> pa.Table | None:
+    def _feedback_columns(self, records: list[_Feedback]) -> dict[str, list[Any]] | None:
         ids: list[str] = []
         labels: list[str | None] = []
         times: list[datetime] = []
@@ -505,13 +549,7 @@ class PredictionLog:
                 times.append(rec.time)
         if not ids:
             return None
-        return pa.table(
-            {
-                "prediction_id": pa.array(ids, pa.string()),
-                "label": pa.array(labels, pa.string()),
-                "time": pa.array(times, _TIME_TYPE),
-            }
-        )
+        return {"prediction_id": ids, "label": labels, "time": times}
 
 
 def _hour_key(moment: datetime) -> tuple[str, str]:
@@ -531,31 +569,128 @@ def _proba_columns(rec: _Predictions) -> dict[str, list[float | None]]:
     return {f"proba.{name}": [row[j] for row in rows] for j, name in enumerate(names)}
 
 
+# -- Parquet ------------------------------------------------------------------
+
+_FIXED = ("prediction_id", "model", "label")  # string columns; time and version typed too
+
+
+def _parquet_bytes(columns: dict[str, list[Any]], *, feedback: bool) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrays: dict[str, pa.Array] = {}
+    for name, values in columns.items():
+        if name in _FIXED:
+            arrays[name] = pa.array(values, pa.string())
+        elif name == "time":
+            arrays[name] = pa.array(values, pa.timestamp("us", tz="UTC"))
+        elif name == "version":
+            arrays[name] = pa.array(values, pa.int64())
+        elif name.startswith("proba."):
+            arrays[name] = pa.array(values, pa.float64())
+        else:
+            arrays[name] = _infer(values)
+    table = pa.table(arrays)
+    if not feedback:
+        table = _writable(table)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
 def _as_strings(values: Sequence[Any]) -> pa.Array:
+    import pyarrow as pa
+
     return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def _infer(values: Sequence[Any]) -> pa.Array:
     """Values in their own Arrow type when they share one, else as strings."""
+    import pyarrow as pa
+
     try:
         return pa.array(values)
-    except _ARROW_ERRORS:
+    except _arrow_errors():
         return _as_strings(values)
 
 
 def _writable(table: pa.Table) -> pa.Table:
     """The table, with any column Parquet cannot store (say, empty structs) as strings."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    errors = _arrow_errors()
     try:
         pq.write_table(table, pa.BufferOutputStream())
         return table
-    except _ARROW_ERRORS:
+    except errors:
         pass
     for i, name in enumerate(table.column_names):
         try:
             pq.write_table(table.select([i]), pa.BufferOutputStream())
-        except _ARROW_ERRORS:
+        except errors:
             table = table.set_column(i, name, _as_strings(table.column(i).to_pylist()))
     return table
+
+
+# -- JSON Lines ---------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars and arrays as Python values."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int" if _INT64[0] <= value <= _INT64[1] else "bigint"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, dict):
+        return "dict"
+    return "other"
+
+
+def _json_column(values: Sequence[Any]) -> list[Any]:
+    """Values kept as JSON when they share a type (ints and floats mix), else as strings."""
+    plain = [_plain(v) for v in values]
+    kinds = {_kind(v) for v in plain if v is not None}
+    if kinds == {"int", "float"}:
+        return [None if v is None else float(v) for v in plain]
+    if len(kinds) <= 1 and not kinds & {"bigint", "other"}:
+        if not kinds & {"list", "dict"}:
+            return plain
+        try:
+            json.dumps(plain, allow_nan=True)
+            return plain
+        except (TypeError, ValueError):
+            pass
+    return [None if v is None else str(v) for v in plain]
+
+
+def _jsonl_bytes(columns: dict[str, list[Any]]) -> bytes:
+    encoded: dict[str, list[Any]] = {}
+    for name, values in columns.items():
+        if name == "time":
+            encoded[name] = [(t - _EPOCH) // _US for t in values]
+        elif name in (*_FIXED, "version") or name.startswith("proba."):
+            encoded[name] = values
+        else:
+            encoded[name] = _json_column(values)
+    names = list(encoded)
+    lines = [
+        json.dumps(dict(zip(names, row, strict=True)), separators=(",", ":"))
+        for row in zip(*encoded.values(), strict=True)
+    ]
+    return gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6, mtime=0)
 
 
 def _json_default(value: Any) -> Any:
@@ -633,17 +768,49 @@ def _read_dir(fs: Any, path: str) -> list[pd.DataFrame]:
         return []
     for entry in entries:
         name = entry.rsplit("/", 1)[-1]
-        if name.startswith("part-") and name.endswith(".parquet"):
-            with fs.open(entry, "rb") as fh:
-                frames.append(pq.read_table(fh).to_pandas())
+        if not name.startswith("part-"):
+            continue
+        if name.endswith(_SUFFIX["parquet"]):
+            frames.append(_read_parquet(fs, entry))
+        elif name.endswith(_SUFFIX["jsonl"]):
+            frames.append(_read_jsonl(fs, entry))
     return frames
 
 
+def _read_parquet(fs: Any, path: str) -> pd.DataFrame:
+    if not pyarrow_available():
+        raise InvalidInputError(
+            f"{path} is Parquet and pyarrow is not installed to read it.", "pip install pyarrow"
+        )
+    import pyarrow.parquet as pq
+
+    with fs.open(path, "rb") as fh:
+        return pq.read_table(fh).to_pandas()
+
+
+def _read_jsonl(fs: Any, path: str) -> pd.DataFrame:
+    with fs.open(path, "rb") as fh:
+        text = gzip.decompress(fh.read()).decode()
+    df = pd.DataFrame([json.loads(line) for line in text.splitlines() if line])
+    if "time" in df.columns:
+        df["time"] = pd.to_datetime(df["time"], unit="us", utc=True).astype(_TIME_DTYPE)
+    if "version" in df.columns:
+        df["version"] = df["version"].astype("int64")
+    return df
+
+
+def _empty(columns: Mapping[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in columns.items()})
+
+
 def _combine(
-    frames: list[pd.DataFrame], schema: pa.Schema, start: datetime | None, end: datetime | None
+    frames: list[pd.DataFrame],
+    columns: Mapping[str, str],
+    start: datetime | None,
+    end: datetime | None,
 ) -> pd.DataFrame:
     if not frames:
-        return schema.empty_table().to_pandas()
+        return _empty(columns)
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if start is not None:
         df = df[df["time"] >= pd.Timestamp(start)]
@@ -678,7 +845,7 @@ def read_predictions(
     for version_dir in versions:
         for _, hour_dir in _hour_dirs(fs, version_dir, start, end):
             frames.extend(_read_dir(fs, hour_dir))
-    return _combine(frames, PREDICTION_SCHEMA, start, end)
+    return _combine(frames, _PREDICTION_COLUMNS, start, end)
 
 
 def read_feedback(
@@ -699,7 +866,7 @@ def read_feedback(
     frames: list[pd.DataFrame] = []
     for _, hour_dir in _hour_dirs(fs, f"{root}/feedback/model={_segment(model)}", start, end):
         frames.extend(_read_dir(fs, hour_dir))
-    df = _combine(frames, FEEDBACK_SCHEMA, start, end)
+    df = _combine(frames, _FEEDBACK_COLUMNS, start, end)
     labels = [None if pd.isna(v) else json.loads(v) for v in df["label"].tolist()]
     df["label"] = pd.Series(labels, index=df.index, dtype=object).infer_objects()
     return df
