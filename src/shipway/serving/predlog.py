@@ -513,10 +513,16 @@ class PredictionLog:
             models.extend([rec.model] * n)
             versions.extend([rec.version] * n)
             preds.extend(rec.predictions)
+            # Not setdefault(name, [None] * before): its default would be built for every
+            # record and column, quadratic in the rows of a flush.
             for name, values in ((f"input.{k}", v) for k, v in rec.inputs.items()):
-                inputs.setdefault(name, [None] * before).extend(values)
+                if name not in inputs:
+                    inputs[name] = [None] * before
+                inputs[name].extend(values)
             for name, values in proba.items():
-                probas.setdefault(name, [None] * before).extend(values)
+                if name not in probas:
+                    probas[name] = [None] * before
+                probas[name].extend(values)
             for col in (*inputs.values(), *probas.values()):
                 col.extend([None] * (len(ids) - len(col)))
         if not ids:
