@@ -4,6 +4,8 @@ and `create_app(..., ServerSettings(api_keys=[...]))` in process."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,6 +167,35 @@ def test_health_probes_need_no_key(server: ServeProcess, path: str) -> None:
     assert response.status_code == 200, response.text
     # ... and a wrong key does not break them either.
     assert httpx.get(server.url + path, headers={"X-API-Key": WRONG}).status_code == 200
+
+
+def test_keys_travel_to_workers_in_a_private_file_not_the_environment(
+    credit: Credit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers get their settings through the environment, which children inherit: keys given
+    directly must go through a private file instead, removed when the server stops."""
+    import stat
+
+    import uvicorn
+
+    from shipway.serving import server as server_module
+
+    seen: dict[str, Any] = {}
+
+    def fake_run(*args: Any, **kwargs: Any) -> None:  # uvicorn itself is tested elsewhere
+        spec = os.environ[server_module.SPEC_ENV]
+        settings = json.loads(spec)["settings"]
+        key_file = Path(settings["api_key_file"])
+        seen.update(spec=spec, key_file=key_file, mode=stat.S_IMODE(key_file.stat().st_mode))
+        seen["keys"] = key_file.read_text().split()
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.delenv(server_module.SPEC_ENV, raising=False)
+    monkeypatch.setenv("SHIPWAY_HOME", str(credit.home))
+    server_module.serve(["models:/credit/1"], ServerSettings(api_keys=KEYS))
+    assert all(k not in seen["spec"] for k in KEYS)
+    assert seen["keys"] == KEYS and seen["mode"] == 0o600
+    assert not seen["key_file"].exists()
 
 
 def test_keys_never_reach_the_servers_output(server: ServeProcess, credit: Credit) -> None:

@@ -189,6 +189,7 @@ def test_bad_model_uri_exits_quickly_with_one_line(credit: Credit) -> None:
     assert len(lines) == 1, result.stderr
     assert "nope" in lines[0]
     assert lines[0].startswith("Error:")
+    assert "Serving" not in result.stdout  # no banner announcing a server that never starts
 
 
 # =============================================================================

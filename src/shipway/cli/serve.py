@@ -26,6 +26,7 @@ def serve(
     drain_seconds: float = typer.Option(30.0, help="On SIGTERM, wait this long for requests."),
 ) -> None:
     """Serve models over REST and the Open Inference Protocol (v2), with /docs and /metrics."""
+    from shipway.serving.server import check_uris
     from shipway.serving.server import serve as run
     from shipway.serving.settings import ServerSettings, read_api_keys
 
@@ -36,11 +37,14 @@ def serve(
         batching=not no_batching,
         model_threads=model_threads,
         max_body_bytes=max_body_bytes,
-        api_keys=read_api_keys(api_key_file) if api_key_file else [],
+        api_key_file=api_key_file,
         prediction_log=not no_prediction_log,
         prediction_log_sample=log_sample,
     )
-    auth = "API key required" if settings.api_keys else "no auth"
+    if api_key_file is not None:
+        read_api_keys(api_key_file)  # a missing or empty key file fails here, not in a worker
+    check_uris(uris)
+    auth = "API key required" if api_key_file else "no auth"
     console.print(
         f"Serving {', '.join(uris)} on http://{host}:{port} ({workers} worker(s), {auth}); "
         f"docs at /docs, metrics at /metrics."

@@ -43,7 +43,7 @@ from shipway.serving.fastpath import FastPath
 from shipway.serving.metrics import ServingMetrics
 from shipway.serving.predlog import PredictionLog
 from shipway.serving.runtime import ServedModel
-from shipway.serving.settings import ServerSettings
+from shipway.serving.settings import ServerSettings, api_keys
 from shipway.serving.validation import ValidationError
 
 log = logging.getLogger("shipway.serving")
@@ -311,8 +311,9 @@ def create_app(
     )
     app.state.server = server
     outer: ASGIApp = FastPath(app, handlers)
-    if settings.api_keys:
-        outer = ApiKeyMiddleware(outer, keys=settings.api_keys)
+    keys = api_keys(settings)
+    if keys:
+        outer = ApiKeyMiddleware(outer, keys=keys)
     return outer
 
 

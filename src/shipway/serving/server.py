@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import tempfile
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from shipway.serving.settings import ServerSettings
+from shipway.serving.settings import ServerSettings, api_keys
 
 SPEC_ENV = "SHIPWAY_SERVE_SPEC"
 
@@ -29,6 +31,19 @@ def app_from_env() -> Any:
 
     spec = json.loads(os.environ[SPEC_ENV])
     return create_app(spec["uris"], ServerSettings(**spec["settings"]))
+
+
+def check_uris(uris: Sequence[str]) -> None:
+    """Fail fast, in the parent, on a URI that names nothing, before any worker starts."""
+    from shipway.packaging import bundle
+
+    for uri in uris:
+        if bundle.is_bundle_uri(uri):
+            bundle.read_bundle(bundle.bundle_path(uri))
+        else:  # the registry (and SQLAlchemy) only when a store is involved
+            from shipway.registry.registry import get_model_version
+
+            get_model_version(uri)
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -47,19 +62,27 @@ def serve(
 ) -> None:
     import uvicorn
 
-    # Fail fast in the parent on a bad URI, before any worker starts.
-    from shipway.packaging import bundle
-
-    for uri in uris:
-        if bundle.is_bundle_uri(uri):
-            bundle.read_bundle(bundle.bundle_path(uri))
-        else:  # the registry (and SQLAlchemy) only when a store is involved
-            from shipway.registry.registry import get_model_version
-
-            get_model_version(uri)
-    os.environ[SPEC_ENV] = json.dumps({"uris": list(uris), "settings": settings.model_dump()})
-    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="shipway-metrics-")
+    check_uris(uris)
+    cleanup: list[str] = []
+    if settings.api_keys:
+        # Workers get their settings through the environment, which child processes inherit
+        # and /proc shows: keys go through a private file instead, removed on exit.
+        fd, key_file = tempfile.mkstemp(prefix="shipway-keys-")
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(api_keys(settings)) + "\n")
+        cleanup.append(key_file)
+        settings = settings.model_copy(update={"api_keys": [], "api_key_file": Path(key_file)})
+    spec = {"uris": list(uris), "settings": settings.model_dump(mode="json")}
+    os.environ[SPEC_ENV] = json.dumps(spec)
+    if workers > 1:
+        metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if metrics_dir is None:
+            metrics_dir = tempfile.mkdtemp(prefix="shipway-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+            cleanup.append(metrics_dir)
+        else:  # prometheus-client's rule: wipe the directory whenever the server starts
+            for stale in Path(metrics_dir).glob("*.db"):
+                stale.unlink()
     # After a graceful shutdown uvicorn re-raises the SIGTERM it caught, under the handler that
     # was in place before it started: make that one exit with status 0, not die of the signal.
     main = threading.current_thread() is threading.main_thread()
@@ -82,3 +105,8 @@ def serve(
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
+        for path in cleanup:
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.exists(path):
+                os.unlink(path)

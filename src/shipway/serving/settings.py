@@ -18,8 +18,15 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Larger bodies get 413.")
     request_timeout_s: float = Field(30.0, gt=0)
     api_keys: list[str] = Field(default_factory=list, repr=False)
+    api_key_file: Path | None = Field(None, description="More keys, one per line.")
     prediction_log: bool = True
     prediction_log_sample: float = Field(1.0, ge=0, le=1)
+
+
+def api_keys(settings: ServerSettings) -> list[str]:
+    """Every key the server accepts: those given directly and those in the key file."""
+    from_file = read_api_keys(settings.api_key_file) if settings.api_key_file else []
+    return [*settings.api_keys, *from_file]
 
 
 def read_api_keys(path: Path) -> list[str]:
