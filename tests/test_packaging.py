@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
+import subprocess
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,12 +22,14 @@ from shipway.errors import (
     InvalidInputError,
     PushFailedError,
 )
+from shipway.packaging import context as context_module
 from shipway.packaging import dockerfile, labels, wheelhouse
 from shipway.packaging.build import build_image
 from shipway.packaging.context import prepare_context
 from shipway.packaging.engines import Engine, EngineConfig, Result, find_engine
 from shipway.packaging.images import list_images
 from shipway.packaging.push import is_loopback, push_image
+from shipway.tracking.capture import git_state
 
 BASE = "example.org/python:3.11"
 
@@ -85,9 +90,40 @@ def test_dockerfile_is_deterministic_and_has_what_production_needs() -> None:
     assert "EXPOSE 9000" in dockerfile.render(dockerfile.ImageSpec(BASE, port=9000))
 
 
+def test_training_dockerfile_runs_the_project_command_from_the_source() -> None:
+    prov = labels.Provenance("0123456789abcdef", False, "/src/credit")
+    spec = dockerfile.ImageSpec(
+        BASE,
+        labels.image_labels(version_info(), prov, "0.1.0", "training"),
+        kind="training",
+        train_command=("python", "train.py", "--seed", "7"),
+        workdir="examples/credit",
+        source_commit=prov.commit,
+        source_repository=prov.source,
+    )
+    text = dockerfile.render(spec)
+    assert text == dockerfile.render(
+        dataclasses.replace(spec, labels=dict(reversed(list(spec.labels.items()))))
+    )
+    lines = text.splitlines()
+    assert text.count(f"FROM {BASE}") == 2 and "--require-hashes" in text
+    for line in ("USER 10001:10001", "WORKDIR /project/examples/credit", "CMD []",
+                 'ENTRYPOINT ["python", "train.py", "--seed", "7"]',
+                 "COPY --chown=10001:10001 project/ /project/"):  # fmt: skip
+        assert line in lines
+    assert "HEALTHCHECK" not in text and "EXPOSE" not in text and "COPY model/" not in text
+    assert 'SHIPWAY_GIT_COMMIT="0123456789abcdef"' in text
+    assert 'io.shipway.image.kind="training"' in text
+    assert 'org.opencontainers.image.revision="0123456789abcdef"' in text
+    assert text.index("COPY --from=builder") < text.index("COPY --chown") < text.index("LABEL")
+    assert labels.default_tag(version_info(), prov, "training") == "credit:train-v3-0123456"
+    with pytest.raises(InvalidInputError, match="needs a training command"):
+        dockerfile.ImageSpec(BASE, kind="training")
+    with pytest.raises(InvalidInputError, match="not a directory inside"):
+        dockerfile.ImageSpec(BASE, kind="training", train_command=("x",), workdir="../up")
+
+
 def test_training_images_and_bad_options_are_refused() -> None:
-    with pytest.raises(InvalidInputError, match="Training images"):
-        dockerfile.render(dockerfile.ImageSpec(BASE, kind="training"))
     with pytest.raises(InvalidInputError, match="Unknown image kind"):
         dockerfile.ImageSpec(BASE, kind="gpu")
     with pytest.raises(InvalidInputError, match="out of range"):
@@ -150,6 +186,118 @@ def test_context_is_deterministic(credit: shipway.ModelVersionInfo, tmp_path: Pa
     assert (one.directory / "model" / "model.json").is_file()
     with pytest.raises(shipway.ConflictError, match="not empty"):
         prepare_context(credit.uri, tmp_path / "one", base_image=BASE)
+
+
+def _git(repo: Path, *args: str) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return out.stdout.strip()
+
+
+@pytest.fixture
+def fake_wheelhouse(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """No resolution (the real one is covered above): one wheel; records the base requirements."""
+    bases: list[tuple[str, ...]] = []
+
+    def build(reqs: Any, dest: Path, cache: Path, target: Any = None, base: Any = ()) -> Any:
+        bases.append(tuple(base))
+        dest.mkdir(parents=True)
+        (dest / "shipway-0.1.0-py3-none-any.whl").write_bytes(b"wheel")
+        return wheelhouse.lock_wheels(dest)
+
+    monkeypatch.setattr(context_module.wheelhouse, "build_wheelhouse", build)
+    return bases
+
+
+def test_training_context_takes_the_committed_tree_and_the_recorded_command(
+    shipway_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_wheelhouse: list[tuple[str, ...]],
+) -> None:
+    repo = tmp_path / "project"
+    (repo / "jobs").mkdir(parents=True)
+    (repo / "jobs" / "train.py").write_text("print('committed')\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "one")
+    commit = _git(repo, "rev-parse", "HEAD")
+    (repo / "jobs" / "train.py").write_text("print('uncommitted')\n")  # a dirty run
+    monkeypatch.chdir(repo / "jobs")
+    monkeypatch.setattr(sys, "argv", ["train.py", "--seed", "7"])
+    version, _, _ = train_credit()
+
+    one = prepare_context(version.uri, tmp_path / "one", base_image=BASE, kind="training")
+    two = prepare_context(version.uri, tmp_path / "two", base_image=BASE, kind="training")
+    for name in ("Dockerfile", "requirements.lock", "sbom.cdx.json", "project/jobs/train.py"):
+        assert (one.directory / name).read_bytes() == (two.directory / name).read_bytes()
+    assert (one.directory / "project/jobs/train.py").read_text() == "print('committed')\n"
+    assert not (one.directory / "project" / ".git").exists()
+    assert not (one.directory / "model").exists()
+    assert one.tag == f"credit:train-v{version.version}-{commit[:7]}-dirty"
+    assert one.labels["io.shipway.image.kind"] == "training"
+    assert one.labels["org.opencontainers.image.revision"] == commit
+    text = (one.directory / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["python", "train.py", "--seed", "7"]' in text
+    assert "WORKDIR /project/jobs" in text and f'SHIPWAY_GIT_COMMIT="{commit}"' in text
+    base = {wheelhouse.canonical(r.split("[")[0].split(">")[0]) for r in fake_wheelhouse[0]}
+    assert {"sqlalchemy", "alembic", "psycopg", "scikit-learn"} <= base
+
+    given = prepare_context(version.uri, tmp_path / "given", base_image=BASE, kind="training",
+                            train_command="python jobs/train.py --fast")  # fmt: skip
+    text = (given.directory / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["python", "jobs/train.py", "--fast"]' in text
+    assert "WORKDIR /project\n" in text
+    with pytest.raises(InvalidInputError, match="only to --kind training"):
+        prepare_context(version.uri, tmp_path / "x", base_image=BASE, train_command="python t.py")
+
+
+def test_training_image_is_refused_without_a_recorded_repository_or_script(
+    shipway_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_wheelhouse: list[tuple[str, ...]],
+) -> None:
+    plain = tmp_path / "no-git"
+    plain.mkdir()
+    monkeypatch.chdir(plain)
+    monkeypatch.delenv("SHIPWAY_GIT_COMMIT", raising=False)
+    version, _, _ = train_credit()
+    with pytest.raises(InvalidInputError, match="recorded no git repository") as err:
+        prepare_context(version.uri, tmp_path / "ctx", base_image=BASE, kind="training")
+    assert "commit the code first" in str(err.value)
+    assert not (tmp_path / "ctx").exists()
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README").write_text("x\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "one")
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/pytest", "-q"])  # not a script in the project
+    version, _, _ = train_credit()
+    with pytest.raises(InvalidInputError, match="--train-command"):
+        prepare_context(version.uri, tmp_path / "ctx", base_image=BASE, kind="training")
+
+
+def test_runs_in_a_training_image_record_its_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SHIPWAY_GIT_COMMIT", raising=False)
+    assert git_state(tmp_path)["commit"] is None
+    monkeypatch.setenv("SHIPWAY_GIT_COMMIT", "ab" * 20)
+    monkeypatch.setenv("SHIPWAY_GIT_REPOSITORY", "/src/credit")
+    state = git_state(tmp_path)
+    assert state["commit"] == "ab" * 20 and state["dirty"] is False
+    assert state["repository"] == "/src/credit"
+    runner = FakeRunner({})
+    engine = Engine("podman", "podman", EngineConfig(run_args=("--runtime", "runc")), runner)
+    engine.run_task("credit:train-v1", env={"SHIPWAY_HOME": "/h"}, volumes={"/x": "/h"})
+    assert runner.calls[0] == ["podman", "run", "--rm", "--runtime", "runc", "-e",
+                               "SHIPWAY_HOME=/h", "-v", "/x:/h", "credit:train-v1"]  # fmt: skip
 
 
 def test_unresolvable_dependency_names_the_package(tmp_path: Path) -> None:

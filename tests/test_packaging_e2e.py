@@ -127,3 +127,72 @@ def test_build_run_push_pull_run(shipway_home: Path, tmp_path: Path, podman: Eng
             podman.stop(name)
         for tag in tags:
             podman.remove_image(tag)
+
+
+TRAIN_SCRIPT = '''"""A tiny tracked training job (the e2e test's project)."""
+import sys
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+import shipway
+
+X = pd.DataFrame(np.random.RandomState(0).normal(size=(200, 3)), columns=["a", "b", "c"])
+y = (X["a"] > 0).astype(int)
+with shipway.start_run("e2e-train", seed=0) as run:
+    model = LogisticRegression().fit(X, y)
+    run.log_metric("accuracy", float(model.score(X, y)))
+    run.log_model(model, input_example=X.head(5))
+shipway.register_model(run, sys.argv[1])
+'''
+
+
+def test_training_image_runs_the_recorded_command_as_a_tracked_run(
+    shipway_home: Path, tmp_path: Path, podman: Engine
+) -> None:
+    """Train from a git project, build its training image, run it against a mounted
+    SHIPWAY_HOME: a new finished run appears there, recording the same commit."""
+    import os
+    import sys
+
+    from shipway.tracking.run import list_runs
+
+    repo = tmp_path / "project"
+    repo.mkdir()
+    (repo / "train.py").write_text(TRAIN_SCRIPT)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "train"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                            text=True).stdout.strip()  # fmt: skip
+    name = f"e2etrain{uuid.uuid4().hex[:6]}"
+    subprocess.run([sys.executable, "train.py", name], cwd=repo, env=dict(os.environ),
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    (first,) = list_runs("e2e-train")
+    assert first.environment["git"]["commit"] == commit
+
+    tag = None
+    try:
+        built = build_image(f"models:/{name}/1", podman, kind="training").image
+        tag = built.tag
+        assert tag == f"{name}:train-v1-{commit[:7]}" and built.kind == "training"
+        config = podman.inspect(tag)["Config"]
+        assert config["Labels"]["io.shipway.image.kind"] == "training"
+        assert config["User"] == "10001:10001"
+        subprocess.run(["chmod", "-R", "a+rwX", str(shipway_home)], check=True)
+        result = podman.run_task(
+            tag, env={"SHIPWAY_HOME": str(shipway_home)},
+            volumes={str(shipway_home): str(shipway_home)}, timeout=600,
+        )  # fmt: skip
+        assert result.code == 0, result.stdout + result.stderr
+        runs = list_runs("e2e-train")
+        assert len(runs) == 2
+        new = next(r for r in runs if r.id != first.id)
+        assert new.status == "finished" and new.metrics["accuracy"] > 0.9
+        assert new.environment["git"]["commit"] == commit
+        assert new.environment["git"]["repository"] == str(repo)
+        assert new.environment["runtime"]["cwd"] == "/project"
+    finally:
+        if tag:
+            podman.remove_image(tag)

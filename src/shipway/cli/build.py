@@ -18,23 +18,40 @@ def build(
         "localhost/python-base:3.11",
         help="An image with Python 3.11; the default is made locally with debootstrap.",
     ),
-    tag: str | None = typer.Option(None, help="Image tag (default NAME:vVERSION-COMMIT)."),
+    tag: str | None = typer.Option(
+        None, help="Image tag (default NAME:vVERSION-COMMIT; training: NAME:train-vVERSION-COMMIT)."
+    ),
     push: str | None = typer.Option(None, help="Push to this registry, e.g. HOST:PORT/NAME."),
-    kind: str = typer.Option("inference", help="inference or training."),
+    kind: str = typer.Option(
+        "inference",
+        help="inference (serves the model) or training (the project's code at the run's commit; "
+        "runs its training command, tracked).",
+    ),
+    train_command: str | None = typer.Option(
+        None,
+        "--train-command",
+        help="Training images: the command to run from the project root "
+        "(default: the run's recorded command, e.g. 'python train.py --seed 7').",
+    ),
     port: int = typer.Option(8080, help="The port the server listens on in the image."),
     context_only: Path | None = typer.Option(
         None, "--context-only", help="Only write the build context into this directory."
     ),
     insecure: bool = typer.Option(False, help="Push over plain HTTP to a non-loopback registry."),
 ) -> None:
-    """Build a container image serving a model version (hermetic: wheels resolved on the host)."""
+    """Build a container image serving a model version (hermetic: wheels resolved on the host).
+
+    With --kind training, the image instead runs the project's training command on the code
+    of the model's run; give it SHIPWAY_HOME (a mounted volume) or SHIPWAY_DATABASE_URL and
+    SHIPWAY_ARTIFACT_URL at run time to track its runs there.
+    """
     from shipway.packaging.engines import EngineConfig, find_engine
 
     if context_only is not None:
         from shipway.packaging.context import prepare_context
 
         ctx = prepare_context(uri, context_only, base_image=base_image, tag=tag, kind=kind,
-                              port=port)  # fmt: skip
+                              port=port, train_command=train_command)  # fmt: skip
         console.print(f"Build context for [bold]{ctx.tag}[/bold] written to {ctx.directory}.")
         return
     from shipway.packaging import images
@@ -43,7 +60,8 @@ def build(
 
     eng = find_engine(EngineConfig.load(name=engine))
     console.print(f"Building {uri} with {eng.name} ...")
-    result = build_image(uri, eng, base_image=base_image, tag=tag, kind=kind, port=port)
+    result = build_image(uri, eng, base_image=base_image, tag=tag, kind=kind, port=port,
+                         train_command=train_command)  # fmt: skip
     img = result.image
     console.print(
         f"Built [bold]{img.tag}[/bold] (image {img.image_id[:12]}, "

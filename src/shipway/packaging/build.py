@@ -34,6 +34,7 @@ def build_image(
     tag: str | None = None,
     kind: str = "inference",
     port: int = 8080,
+    train_command: str | None = None,
     client: Client | None = None,
 ) -> BuildResult:
     client = client or get_client()
@@ -43,7 +44,7 @@ def build_image(
     with tempfile.TemporaryDirectory(prefix="shipway-context-") as tmp:
         ctx = prepare_context(
             uri, Path(tmp) / "context", base_image=base_image, tag=tag, kind=kind, port=port,
-            client=client,
+            train_command=train_command, client=client,
         )  # fmt: skip
         image_id = engine.build(ctx.directory, ctx.tag)
         size = int(engine.inspect(ctx.tag).get("Size") or 0)

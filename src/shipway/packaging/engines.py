@@ -217,6 +217,29 @@ class Engine:
             raise PackagingError(f"{self.name} run {image} printed no container id.")
         return out[-1]
 
+    def run_task(
+        self,
+        image: str,
+        *,
+        env: dict[str, str] | None = None,
+        volumes: dict[str, str] | None = None,
+        args: Sequence[str] = (),
+        timeout: float = 3600,
+    ) -> Result:
+        """Run `image` to completion (a training image): `--rm`, environment and bind mounts
+        (`{host path: container path}`); returns its exit code and output."""
+        if self.name == "buildah":
+            raise PackagingError(
+                "buildah builds images but does not run them.",
+                "Run the image with podman or docker (--engine).",
+            )
+        argv = ["run", "--rm", *self.config.run_args]
+        for key, value in sorted((env or {}).items()):
+            argv += ["-e", f"{key}={value}"]
+        for host, inside in sorted((volumes or {}).items()):
+            argv += ["-v", f"{host}:{inside}"]
+        return self.runner([self.binary, *argv, image, *args], timeout=timeout)
+
     def logs(self, container: str) -> str:
         result = self._run("logs", container, check=False, timeout=60)
         return result.stdout + result.stderr

@@ -42,8 +42,9 @@ def repository_name(model_name: str) -> str:
     return name or "model"
 
 
-def default_tag(info: ModelVersionInfo, prov: Provenance) -> str:
-    tag = f"v{info.version}"
+def default_tag(info: ModelVersionInfo, prov: Provenance, kind: str = "inference") -> str:
+    """`NAME:v{version}-{sha}`; a training image's is `NAME:train-v{version}-{sha}`."""
+    tag = ("train-" if kind == "training" else "") + f"v{info.version}"
     if prov.commit:
         tag += f"-{prov.commit[:7]}" + ("-dirty" if prov.dirty else "")
     return f"{repository_name(info.name)}:{tag}"
@@ -77,9 +78,12 @@ def check_tag(ref: str, default_version_tag: str | None = None) -> str:
     return f"{repo}:{tag}"
 
 
-def image_labels(info: ModelVersionInfo, prov: Provenance, shipway_version: str) -> dict[str, str]:
+def image_labels(
+    info: ModelVersionInfo, prov: Provenance, shipway_version: str, kind: str = "inference"
+) -> dict[str, str]:
+    title = f"{info.name} training" if kind == "training" else f"{info.name} model server"
     labels = {
-        "org.opencontainers.image.title": f"{info.name} model server",
+        "org.opencontainers.image.title": title,
         "org.opencontainers.image.version": str(info.version),
         "org.opencontainers.image.created": info.created_at.isoformat(),
         "org.opencontainers.image.revision": prov.commit or "unknown",
@@ -90,6 +94,8 @@ def image_labels(info: ModelVersionInfo, prov: Provenance, shipway_version: str)
         "io.shipway.model.uri": info.uri,
         "io.shipway.version": shipway_version,
     }
+    if kind != "inference":
+        labels["io.shipway.image.kind"] = kind
     if prov.dirty:
         labels["io.shipway.source.dirty"] = "true"
     return labels

@@ -71,6 +71,20 @@ SERVING_REQUIREMENTS = (
     "uvloop",
 )
 
+
+def training_requirements() -> tuple[str, ...]:
+    """The full Shipway install, store included: its dependencies plus the `postgres` extra.
+
+    S3 support (`s3fs`) stays optional: add it to the model's requirements to get it.
+    """
+    out = []
+    for req in metadata.requires("shipway") or []:
+        spec, _, marker = req.partition(";")
+        if not marker.strip() or re.search(r"extra\s*==\s*['\"]postgres['\"]", marker):
+            out.append(spec.strip())
+    return tuple(sorted(set(out), key=str.lower))
+
+
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
 _NO_MATCH = re.compile(
     r"(?:No matching distribution found for|satisfies the requirement) (?P<req>\S+)"
@@ -95,13 +109,19 @@ def host_versions() -> dict[str, str]:
     return out
 
 
-def requirement_set(model_requirements: Iterable[str], host: Mapping[str, str]) -> list[str]:
-    """Serving's requirements at the host's versions, then the model's own pins (they win)."""
+def requirement_set(
+    model_requirements: Iterable[str],
+    host: Mapping[str, str],
+    base: Iterable[str] = SERVING_REQUIREMENTS,
+) -> list[str]:
+    """The image's own requirements (`base`, serving's by default) at the host's versions,
+    then the model's own pins (they win)."""
     reqs = {_req_name(r): r.strip() for r in model_requirements}
-    for name in SERVING_REQUIREMENTS:
-        key = canonical(name)
+    for req in base:
+        key = _req_name(req)
+        name = re.split(r"[<>=!~; @]", req.strip(), maxsplit=1)[0]  # keeps [extras]
         if key not in reqs:
-            reqs[key] = f"{name}=={host[key]}" if key in host else name
+            reqs[key] = f"{name}=={host[key]}" if key in host else req.strip()
     return sorted(reqs.values(), key=str.lower)
 
 
@@ -220,14 +240,18 @@ def shipway_wheel(dest: Path, cache: Path) -> None:
 
 
 def build_wheelhouse(
-    model_requirements: Iterable[str], dest: Path, cache: Path, target: Target | None = None
+    model_requirements: Iterable[str],
+    dest: Path,
+    cache: Path,
+    target: Target | None = None,
+    base: Iterable[str] = SERVING_REQUIREMENTS,
 ) -> list[Locked]:
     """Fill `dest` with the image's wheels (the Shipway wheel included); returns the lock."""
     target = target or Target()
     cache.mkdir(parents=True, exist_ok=True)
     host = host_versions()
     host.pop("shipway", None)
-    reqs = requirement_set(model_requirements, host)
+    reqs = requirement_set(model_requirements, host, base)
     key = hashlib.sha256(
         json.dumps([reqs, sorted(host.items()), target.__dict__], sort_keys=True).encode()
     ).hexdigest()[:24]

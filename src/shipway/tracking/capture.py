@@ -30,11 +30,21 @@ def git_state(cwd: Path | None = None) -> dict[str, Any]:
 
     Untracked files count (a new, uncommitted module can change what a run does); ignored
     files do not. The digest covers the diff against HEAD and each untracked file's content.
+
+    Outside a git working tree, `SHIPWAY_GIT_COMMIT` (and `SHIPWAY_GIT_REPOSITORY`) name the
+    commit the code came from: a training image sets them, as its source has no `.git`.
     """
     cwd = cwd or Path.cwd()
     head = _git(["rev-parse", "HEAD"], cwd)
     if head is None:
-        return {"commit": None, "dirty": None, "diff_digest": None, "repository": None}
+        commit = os.environ.get("SHIPWAY_GIT_COMMIT") or None
+        return {
+            "commit": commit,
+            "dirty": False if commit else None,
+            "diff_digest": None,
+            "repository": (os.environ.get("SHIPWAY_GIT_REPOSITORY") or None) if commit else None,
+            **({"source": "environment"} if commit else {}),
+        }
     top = (_git(["rev-parse", "--show-toplevel"], cwd) or b"").decode().strip()
     diff = _git(["diff", "HEAD"], cwd) or b""
     untracked = _git(["ls-files", "--others", "--exclude-standard", "-z"], Path(top)) or b""
