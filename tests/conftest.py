@@ -5,6 +5,8 @@ Sections are independent; add new fixtures in their own clearly marked section.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,13 +38,22 @@ def shipway_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """A running PostgreSQL server (trust auth, user ``postgres``) for the whole session."""
-    server = start_postgres(tmp_path_factory.mktemp("pg", numbered=True))
+def postgres_server() -> Iterator[PostgresServer]:
+    """A running PostgreSQL server (trust auth, user ``postgres``) for the whole session.
+
+    Its files live in a directory of their own under /tmp, not under pytest's base directory:
+    any other pytest session that starts meanwhile resets ``/tmp/pytest-of-USER`` to mode 0700,
+    which would lock the ``postgres`` user out of its own data directory.
+    """
+    base = Path(tempfile.mkdtemp(prefix="shipway-pgdata-"))
+    server = start_postgres(base)
     try:
         yield server
     finally:
-        server.stop()
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -8,23 +8,28 @@ and the tags made here are removed even when the test fails.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
 from serving_helpers import free_port, records, train_credit
+from shipway.client import get_client
+from shipway.errors import PushFailedError
 from shipway.packaging import images
-from shipway.packaging.build import build_image
-from shipway.packaging.engines import Engine, EngineConfig, find_engine
+from shipway.packaging.build import build_image, push_built
+from shipway.packaging.engines import Engine, EngineConfig, Result, find_engine
 from shipway.packaging.local import run_image
-from shipway.packaging.push import push_image
+from shipway.packaging.push import OCI_MANIFEST, push_sbom
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -76,6 +81,104 @@ def local_registry(tmp: Path) -> Iterator[str]:
         log.close()
 
 
+def _blob(base: str, data: bytes) -> str:
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    started = httpx.post(f"{base}/blobs/uploads/")
+    assert started.status_code == 202, started.text
+    url = httpx.URL(started.headers["Location"])
+    url = url if url.is_absolute_url else httpx.URL(base).join(started.headers["Location"])
+    done = httpx.put(url.copy_merge_params({"digest": digest}), content=data)
+    assert done.status_code == 201, done.text
+    return digest
+
+
+def check_sbom_beside(registry: str, repo: str, image_digest: str, sbom: bytes) -> str:
+    """The SBOM artifact tagged beside `image_digest`: its subject, its layer; its digest."""
+    base = f"http://{registry}/v2/{repo}"
+    tag = f"sha256-{image_digest.removeprefix('sha256:')}.sbom"
+    got = httpx.get(f"{base}/manifests/{tag}", headers={"Accept": OCI_MANIFEST})
+    assert got.status_code == 200, got.text
+    manifest = got.json()
+    assert manifest["artifactType"] == "application/vnd.cyclonedx+json"
+    assert manifest["subject"]["digest"] == image_digest
+    assert manifest["config"]["mediaType"] == "application/vnd.oci.empty.v1+json"
+    (layer,) = manifest["layers"]
+    assert layer["mediaType"] == "application/vnd.cyclonedx+json"
+    blob = httpx.get(f"{base}/blobs/{layer['digest']}", follow_redirects=True)
+    assert blob.status_code == 200 and blob.content == sbom
+    return f"sha256:{hashlib.sha256(got.content).hexdigest()}"
+
+
+def _tiny_image(registry: str, repo: str) -> str:
+    """An OCI image manifest (empty config, one small layer) in the registry; its digest."""
+    base = f"http://{registry}/v2/{repo}"
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    layer = b"not really a tarball"
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": _blob(base, config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": _blob(base, layer), "size": len(layer)}],
+    }).encode()  # fmt: skip
+    put = httpx.put(f"{base}/manifests/v1", content=manifest,
+                    headers={"Content-Type": OCI_MANIFEST})  # fmt: skip
+    assert put.status_code == 201, put.text
+    return f"sha256:{hashlib.sha256(manifest).hexdigest()}"
+
+
+def test_sbom_is_pushed_beside_the_image_and_refusals_are_clear(tmp_path: Path) -> None:
+    sbom = b'{"bomFormat": "CycloneDX", "specVersion": "1.5", "components": []}\n'
+    with local_registry(tmp_path / "registry") as registry:
+        image = _tiny_image(registry, "credit")
+        digest = push_sbom(f"{registry}/credit@{image}", sbom)
+        assert check_sbom_beside(registry, "credit", image, sbom) == digest
+        assert push_sbom(f"{registry}/credit@{image}", sbom) == digest  # again: the same
+        missing = "sha256:" + "0" * 64
+        with pytest.raises(PushFailedError, match=r"refused GET /v2/credit/manifests/.* 404"):
+            push_sbom(f"{registry}/credit@{missing}", sbom)
+    with pytest.raises(PushFailedError, match=rf"{registry} is unreachable"):
+        push_sbom(f"{registry}/credit@{image}", sbom)
+
+
+class _FakeDocker:
+    """`docker push` that only reports a digest (the image is put in the registry by hand)."""
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+
+    def __call__(self, argv: Sequence[str], *, timeout: float | None = None, stdin: Any = None
+                 ) -> Result:  # fmt: skip
+        return Result(0, f"v1: digest: {self.digest} size: 1" if "push" in argv else "", "")
+
+
+def test_a_failed_sbom_push_leaves_the_image_recorded_as_pushed_without_an_sbom(
+    shipway_home: Path, tmp_path: Path
+) -> None:
+    version, _, _ = train_credit(f"sb{uuid.uuid4().hex[:6]}")
+    sbom = b'{"bomFormat": "CycloneDX"}\n'
+    built = images.record_build(version.uri, images.BuiltImage(
+        tag=f"{version.name}:v1", image_id="ab" * 32, size_bytes=1, base_image="b",
+        engine="docker", kind="inference", lock_digest="cd" * 32,
+        sbom_digest=get_client().artifacts.put_bytes(sbom),
+    ))  # fmt: skip
+    with local_registry(tmp_path / "registry") as registry:
+        repo = f"{registry}/{version.name}"
+        image = _tiny_image(registry, version.name)
+        engine = Engine("docker", "docker", EngineConfig(), _FakeDocker(image))
+        pushed = push_built(version.uri, engine, built, repo)
+        assert pushed.pushed_ref == f"{repo}@{image}"
+        beside = check_sbom_beside(registry, version.name, image, sbom)
+        assert pushed.sbom_pushed_digest == beside
+
+        missing = "sha256:" + "1" * 64  # "pushed", but the registry has no such manifest
+        engine = Engine("docker", "docker", EngineConfig(), _FakeDocker(missing))
+        with pytest.raises(PushFailedError, match="was pushed and recorded, but its SBOM was not"):
+            push_built(version.uri, engine, built, repo)
+    (row,) = images.list_images(version.uri)
+    assert row.pushed_ref == f"{repo}@{missing}" and row.sbom_pushed_digest is None
+
+
 @pytest.fixture
 def podman(monkeypatch: pytest.MonkeyPatch) -> Engine:
     _require("podman")
@@ -112,10 +215,15 @@ def test_build_run_push_pull_run(shipway_home: Path, tmp_path: Path, podman: Eng
         assert np.allclose(predictions(start(built.tag)), expected)
 
         with local_registry(tmp_path / "registry") as registry:
-            ref = push_image(podman, built.tag, f"{registry}/{version.name}")
-            assert ref.startswith(f"{registry}/{version.name}@sha256:")
-            recorded = images.record_push(version.uri, built.image_id, ref)
+            recorded = push_built(version.uri, podman, built, f"{registry}/{version.name}")
+            ref = recorded.pushed_ref
+            assert ref is not None and ref.startswith(f"{registry}/{version.name}@sha256:")
             assert images.list_images(version.uri) == [recorded]
+            assert built.sbom_digest is not None
+            sbom = get_client().artifacts.get_bytes(built.sbom_digest)
+            image_digest = ref.split("@")[1]
+            artifact = check_sbom_beside(registry, version.name, image_digest, sbom)
+            assert recorded.sbom_pushed_digest == artifact
 
             podman.remove_image(built.tag)  # so the next run must use what was pulled
             tags.append(ref)

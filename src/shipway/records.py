@@ -127,3 +127,4 @@ class ImageInfo(_Record):
     created_by: str
     created_at: datetime
     pushed_at: datetime | None
+    sbom_pushed_digest: str | None  # the SBOM artifact pushed beside the image

@@ -54,9 +54,7 @@ def build(
                               port=port, train_command=train_command)  # fmt: skip
         console.print(f"Build context for [bold]{ctx.tag}[/bold] written to {ctx.directory}.")
         return
-    from shipway.packaging import images
-    from shipway.packaging import push as pushing
-    from shipway.packaging.build import build_image
+    from shipway.packaging.build import build_image, push_built
 
     eng = find_engine(EngineConfig.load(name=engine))
     console.print(f"Building {uri} with {eng.name} ...")
@@ -68,9 +66,10 @@ def build(
         f"{img.size_bytes / 1e6:.0f} MB, from {img.base_image}) in {result.seconds:.1f} s."
     )
     if push:
-        ref = pushing.push_image(eng, img.tag, push, insecure=insecure)
-        images.record_push(result.context.uri, img.image_id, ref)
-        console.print(f"Pushed [bold]{ref}[/bold].")
+        pushed = push_built(result.context.uri, eng, img, push, insecure=insecure)
+        console.print(f"Pushed [bold]{pushed.pushed_ref}[/bold].")
+        if pushed.sbom_pushed_digest:
+            console.print(f"Pushed its SBOM beside it ({pushed.sbom_pushed_digest}).")
 
 
 def run_image(

@@ -63,6 +63,10 @@ def list_(
     )
 
 
+def _sha(digest: str | None) -> str | None:
+    return f"sha256:{short(digest.removeprefix('sha256:'))}" if digest else None
+
+
 @app.command()
 def show(uri: str = URI, as_json: bool = JSON_OPTION) -> None:
     """Show one model version: signature, card, aliases, provenance."""
@@ -101,7 +105,7 @@ def show(uri: str = URI, as_json: bool = JSON_OPTION) -> None:
     if built:
         table(
             "Images",
-            ["tag", "image", "size", "base", "built", "pushed"],
+            ["tag", "image", "size", "base", "built", "pushed", "sbom pushed"],
             [
                 (
                     i.tag,
@@ -110,6 +114,7 @@ def show(uri: str = URI, as_json: bool = JSON_OPTION) -> None:
                     i.base_image,
                     i.created_at,
                     i.pushed_ref,
+                    _sha(i.sbom_pushed_digest),
                 )
                 for i in built
             ],
@@ -222,6 +227,8 @@ def lineage(uri: str = URI, as_json: bool = JSON_OPTION) -> None:
         imgs = tree.add("images")
         for i in data["images"]:
             where = f", pushed {i['pushed_ref']}" if i["pushed_ref"] else ""
+            if i.get("sbom_pushed_digest"):
+                where += f", SBOM beside it {_sha(i['sbom_pushed_digest'])}"
             imgs.add(f"{i['tag']} ({short(i['image_id'])}, {i['size_bytes'] / 1e6:.0f} MB){where}")
     hist = tree.add("alias history")
     for h in data["alias_history"]:

@@ -1,7 +1,9 @@
 """`shipway build`: context, image, record; then, optionally, push.
 
 The image is recorded against the model version only after the engine built it, with its
-SBOM stored in the artefact store; a failed build records nothing.
+SBOM stored in the artefact store; a failed build records nothing. A pushed image is recorded
+as soon as the registry has it; its SBOM is then pushed beside it and recorded in turn, so an
+SBOM push that fails leaves the image recorded as pushed, with no SBOM recorded, and says so.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shipway.client import Client, get_client
+from shipway.errors import PushFailedError
 from shipway.packaging import images
 from shipway.packaging.base import LOCAL_BASE, ensure_local_base
 from shipway.packaging.context import BuildContext, prepare_context
 from shipway.packaging.engines import Engine
+from shipway.packaging.push import push_image, push_sbom
 from shipway.records import ImageInfo
 
 
@@ -61,3 +65,29 @@ def build_image(
     )
     info = images.record_build(ctx.uri, built, client=client)
     return BuildResult(info, ctx, time.perf_counter() - started)
+
+
+def push_built(
+    uri: str,
+    engine: Engine,
+    image: ImageInfo,
+    registry: str,
+    *,
+    insecure: bool = False,
+    client: Client | None = None,
+) -> ImageInfo:
+    """Push a recorded image to `registry`, then its SBOM beside it; record both."""
+    client = client or get_client()
+    ref = push_image(engine, image.tag, registry, insecure=insecure)
+    info = images.record_push(uri, image.image_id, ref, client=client)
+    if image.sbom_digest is None:
+        return info
+    sbom = client.artifacts.get_bytes(image.sbom_digest)
+    try:
+        digest = push_sbom(ref, sbom, insecure=insecure)
+    except PushFailedError as exc:
+        raise PushFailedError(
+            f"{ref} was pushed and recorded, but its SBOM was not pushed: {exc.message}",
+            "Fix the registry and push again; the image record shows no SBOM until then.",
+        ) from None
+    return images.record_sbom_push(uri, image.image_id, digest, client=client)

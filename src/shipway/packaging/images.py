@@ -48,6 +48,7 @@ def _info(model: t.RegisteredModel, mv: t.ModelVersion, row: t.ModelImage) -> Im
         created_by=row.created_by,
         created_at=utc(row.created_at),
         pushed_at=utc(row.pushed_at) if row.pushed_at else None,
+        sbom_pushed_digest=row.sbom_pushed_digest,
     )
 
 
@@ -94,9 +95,33 @@ def record_push(
             raise NotFoundError(f"No image {image_id[:12]} is recorded for {uri}.")
         before = {"pushed_ref": row.pushed_ref}
         row.pushed_ref, row.pushed_at = pushed_ref, utcnow()
+        row.sbom_pushed_digest = None  # an SBOM beside an earlier push is not beside this one
         tx.audit(
             "image.push", f"model:{model.name}/{mv.version}", before, {"pushed_ref": pushed_ref}
         )
+        return _info(model, mv, row)
+
+
+def record_sbom_push(
+    uri: str, image_id: str, sbom_digest: str, *, client: Client | None = None
+) -> ImageInfo:
+    """Note that the SBOM of the pushed image `image_id` is beside it, as the OCI artifact
+    whose manifest digest is `sbom_digest`."""
+    client = client or get_client()
+    with client.store.write(client.actor) as tx:
+        model, mv = _resolve(tx.session, parse(uri))
+        row = tx.session.scalar(
+            select(t.ModelImage)
+            .where(t.ModelImage.version_id == mv.id, t.ModelImage.image_id == image_id)
+            .where(t.ModelImage.pushed_ref.is_not(None))
+            .order_by(t.ModelImage.id.desc())
+        )
+        if row is None:
+            raise NotFoundError(f"No pushed image {image_id[:12]} is recorded for {uri}.")
+        before = {"sbom_pushed_digest": row.sbom_pushed_digest}
+        row.sbom_pushed_digest = sbom_digest
+        after = {"pushed_ref": row.pushed_ref, "sbom_pushed_digest": sbom_digest}
+        tx.audit("image.sbom_push", f"model:{model.name}/{mv.version}", before, after)
         return _info(model, mv, row)
 
 

@@ -3,12 +3,16 @@
 A registry on loopback (127.0.0.0/8, ::1, localhost) is reached over plain HTTP automatically;
 any other only over TLS, unless `insecure=True`. The registry is probed first (`GET /v2/`), so
 an unreachable one is a one-line error rather than the engine's retry log; nothing is recorded
-unless the push succeeded.
+unless the push succeeded. `push_sbom` then puts the image's CycloneDX SBOM beside it, through
+the registry's HTTP API, as an OCI artifact whose `subject` is the image manifest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
+from typing import Any
 
 import httpx
 
@@ -74,3 +78,111 @@ def push_image(engine: Engine, image: str, registry: str, *, insecure: bool = Fa
     if not digest.startswith("sha256:"):
         raise PushFailedError(f"{engine.name} pushed {dest} but reported no digest.")
     return f"{split_reference(dest)[0]}@{digest}"
+
+
+# The SBOM, pushed beside the image as an OCI artifact whose `subject` is the image manifest,
+# under the cosign-style tag `sha256-<hex>.sbom` (registries without the referrers API, such
+# as distribution 2.8, can only be searched by tag).
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
+MANIFEST_TYPES = (
+    OCI_MANIFEST,
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+
+def sbom_tag(image_digest: str) -> str:
+    return f"sha256-{image_digest.removeprefix('sha256:')}.sbom"
+
+
+def _digest(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+class _Registry:
+    """The few registry API calls the SBOM push needs; any refusal is a `PushFailedError`."""
+
+    def __init__(self, http: httpx.Client, host: str, repo: str) -> None:
+        self.http, self.host, self.repo = http, host, repo
+
+    def call(self, method: str, url: str, ok: tuple[int, ...], **kw: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, url, **kw)
+        except httpx.HTTPError as exc:
+            raise PushFailedError(
+                f"Registry {self.host} is unreachable ({type(exc).__name__}: {exc})."
+            ) from None
+        if response.status_code not in ok:
+            detail = response.text.strip().replace("\n", " ")[:300]
+            hint = " (it needs credentials, which the SBOM push does not send)" if (
+                response.status_code == 401) else ""  # fmt: skip
+            raise PushFailedError(
+                f"Registry {self.host} refused {method} {response.request.url.path} "
+                f"with {response.status_code}{hint}: {detail or 'no detail'}."
+            )
+        return response
+
+    def put_blob(self, data: bytes) -> str:
+        digest = _digest(data)
+        base = f"/v2/{self.repo}/blobs/"
+        if self.call("HEAD", base + digest, (200, 404)).status_code == 200:
+            return digest
+        started = self.call("POST", base + "uploads/", (202,))
+        location = started.headers.get("Location")
+        if not location:
+            raise PushFailedError(f"Registry {self.host} started an upload but gave no Location.")
+        url = httpx.URL(location)
+        if not url.is_absolute_url:
+            url = self.http.base_url.join(location)
+        self.call("PUT", str(url.copy_merge_params({"digest": digest})), (201,), content=data,
+                  headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        return digest
+
+    def descriptor(self, reference: str) -> dict[str, Any]:
+        got = self.call("GET", f"/v2/{self.repo}/manifests/{reference}", (200,),
+                        headers={"Accept": ", ".join(MANIFEST_TYPES)})  # fmt: skip
+        if _digest(got.content) != reference:
+            raise PushFailedError(f"Registry {self.host} answered {reference} with other bytes.")
+        media_type = got.headers.get("Content-Type", "").split(";")[0].strip()
+        return {"mediaType": media_type, "digest": reference, "size": len(got.content)}
+
+
+def push_sbom(pushed_ref: str, sbom: bytes, *, insecure: bool = False,
+              timeout: float = 30.0) -> str:  # fmt: skip
+    """Push `sbom` (CycloneDX JSON) beside the image `pushed_ref` (registry/repo@sha256:...).
+
+    Returns the digest of the SBOM artifact's manifest, tagged `sha256-<image hex>.sbom`.
+    """
+    name, _, image_digest = pushed_ref.partition("@")
+    host = registry_host(name)
+    repo = name.split("/", 1)[1]
+    if not image_digest.startswith("sha256:"):
+        raise PushFailedError(f"'{pushed_ref}' is not a pushed image (REPOSITORY@sha256:...).")
+    tls = not (insecure or is_loopback(host))
+    base = f"{'https' if tls else 'http'}://{host}"
+    with httpx.Client(base_url=base, timeout=timeout, verify=tls) as http:
+        reg = _Registry(http, host, repo)
+        subject = reg.descriptor(image_digest)
+        layer = reg.put_blob(sbom)
+        empty = reg.put_blob(b"{}")
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": CYCLONEDX_JSON,
+            "config": {"mediaType": OCI_EMPTY, "digest": empty, "size": 2},
+            "layers": [{"mediaType": CYCLONEDX_JSON, "digest": layer, "size": len(sbom),
+                        "annotations": {"org.opencontainers.image.title": "sbom.cdx.json"}}],
+            "subject": subject,
+        }  # fmt: skip
+        body = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+        digest = _digest(body)
+        put = reg.call("PUT", f"/v2/{repo}/manifests/{sbom_tag(image_digest)}", (201,),
+                       content=body, headers={"Content-Type": OCI_MANIFEST})  # fmt: skip
+        stored = put.headers.get("Docker-Content-Digest")
+        if stored and stored != digest:
+            raise PushFailedError(f"Registry {host} stored the SBOM manifest as {stored}, "
+                                  f"not {digest}.")  # fmt: skip
+    return digest

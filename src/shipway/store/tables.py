@@ -158,6 +158,8 @@ class ModelImage(Base):
     lock_digest: Mapped[str] = mapped_column(String(64))
     sbom_digest: Mapped[str | None] = mapped_column(String(64))
     pushed_ref: Mapped[str | None] = mapped_column(String(500))  # registry/repo@sha256:...
+    # the SBOM pushed beside it: its OCI artifact manifest's digest (sha256:...)
+    sbom_pushed_digest: Mapped[str | None] = mapped_column(String(80))
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     pushed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
