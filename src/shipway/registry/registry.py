@@ -18,8 +18,8 @@ from shipway.flavors import LoadedModel, load_from_manifest, save_to_store
 from shipway.flavors.model import read_manifest
 from shipway.records import LoggedModel, ModelVersionInfo, RegisteredModelInfo
 from shipway.registry.uri import ModelRef, check_alias, check_name, parse
-from shipway.store import Transaction, utc, utcnow
 from shipway.store import tables as t
+from shipway.store import utc, utcnow
 from shipway.tracking.run import Run
 
 CARD_FIELDS = ("description", "intended_use", "limitations", "ethical_considerations")
@@ -237,16 +237,12 @@ def load_model(uri: str, *, client: Client | None = None) -> LoadedModel:
     return load_from_manifest(client.artifacts, info.manifest_digest)
 
 
-def _locked_version(tx: Transaction, uri: str) -> tuple[t.RegisteredModel, t.ModelVersion]:
-    return _resolve(tx.session, parse(uri))
-
-
 def set_alias(uri: str, alias: str, *, client: Client | None = None) -> ModelVersionInfo:
     """Point `alias` at the version `uri` names (moving it if it exists)."""
     client = client or get_client()
     check_alias(alias)
     with client.store.write(client.actor) as tx:
-        model, mv = _locked_version(tx, uri)
+        model, mv = _resolve(tx.session, parse(uri))
         if mv.archived:
             raise ConflictError(
                 f"models:/{model.name}/{mv.version} is archived; an alias cannot point at it."
@@ -275,7 +271,7 @@ def archive_version(uri: str, *, client: Client | None = None) -> ModelVersionIn
     """Archive a version: it stays readable for lineage but is no longer 'latest'."""
     client = client or get_client()
     with client.store.write(client.actor) as tx:
-        model, mv = _locked_version(tx, uri)
+        model, mv = _resolve(tx.session, parse(uri))
         aliases = _aliases_of(tx.session, mv.id)
         if aliases:
             raise ConflictError(
@@ -312,7 +308,7 @@ def update_model_card(
     }
     fields = {k: v for k, v in given.items() if v is not None}
     with client.store.write(client.actor) as tx:
-        model, mv = _locked_version(tx, uri)
+        model, mv = _resolve(tx.session, parse(uri))
         before = {k: mv.card.get(k) for k in fields}
         mv.card = {**mv.card, **fields}
         tx.audit("model.card", f"model:{model.name}/{mv.version}", before, fields)

@@ -16,7 +16,6 @@ import gc
 import itertools
 import logging
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -333,7 +332,3 @@ os.register_at_fork(after_in_child=_new_id_prefix)
 
 def new_ids(n: int) -> list[str]:
     return [f"{_ID_PREFIX}{next(_ID_COUNTER):016x}" for _ in range(n)]
-
-
-def now() -> float:
-    return time.perf_counter()

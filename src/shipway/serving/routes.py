@@ -131,12 +131,7 @@ def endpoints(server: ModelServer) -> list[Endpoint]:
 
     async def native(request: Request, name: str | None) -> Response:
         served = server.get(name) if name else server.default
-        batcher = served.batcher
-        if batcher is not None:
-            with batcher.arriving():
-                body = await server.read_json(request)
-                columns = served.validator.decode(body)
-        else:
+        with served.arriving():
             body = await server.read_json(request)
             columns = served.validator.decode(body)
         rows = len(next(iter(columns.values()))) if columns else 0
@@ -223,14 +218,15 @@ def endpoints(server: ModelServer) -> list[Endpoint]:
 
     async def infer_work(request: Request) -> Response:
         served = served_of(request)
-        raw = await server.read_body(request)
-        try:
-            body, binary = v2.split_body(raw, request.headers.get(v2.HEADER))
-        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-            if isinstance(exc, ShipwayError):
-                raise
-            raise MalformedRequestError(f"The request body is not valid JSON: {exc}.") from None
-        columns, rows = v2.decode_inputs(served, body, binary)
+        with served.arriving():
+            raw = await server.read_body(request)
+            try:
+                body, binary = v2.split_body(raw, request.headers.get(v2.HEADER))
+            except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+                if isinstance(exc, ShipwayError):
+                    raise
+                raise MalformedRequestError(f"The request body is not valid JSON: {exc}.") from None
+            columns, rows = v2.decode_inputs(served, body, binary)
         result = await server.infer(served, columns, rows)
         ids = new_ids(rows)
         server.log_predictions(served, ids, columns, result)

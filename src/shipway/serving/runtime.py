@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -114,6 +115,10 @@ class ServedModel:
     def warm_up(self) -> None:
         columns = self.validator.from_records([sample_row(self.signature)])
         self.predict_columns(columns, 1)
+
+    def arriving(self) -> contextlib.AbstractContextManager[None]:
+        """Wrap the reading of a request's rows, so the batcher knows more are on the way."""
+        return self.batcher.arriving() if self.batcher is not None else contextlib.nullcontext()
 
     async def predict(self, columns: Columns, rows: int) -> dict[str, list[Any]]:
         if self.batcher is not None:

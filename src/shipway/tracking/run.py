@@ -78,10 +78,9 @@ class Run:
         """Seed python, numpy and torch (when imported) and record the seed with the run."""
         seeded = capture.seed_everything(seed)
         with self.client.store.write(self.client.actor) as tx:
-            row = tx.session.get_one(t.Run, self.id)
-            env = dict(row.environment)
-            env["seeds"] = {**env.get("seeds", {}), "set": {"seed": seed, "generators": seeded}}
-            row.environment = env
+            _record_seeds(
+                tx.session.get_one(t.Run, self.id), set={"seed": seed, "generators": seeded}
+            )
         return seeded
 
     def log_dataset(self, df: Any, name: str, role: str = "training") -> DatasetInfo:
@@ -158,14 +157,20 @@ class Run:
             )
             if seeds:
                 row = tx.session.get_one(t.Run, self.id)
-                env = dict(row.environment)
-                seeds_env = env.get("seeds", {})
-                env["seeds"] = {**seeds_env, "found": {**seeds_env.get("found", {}), **seeds}}
-                row.environment = env
+                found = row.environment.get("seeds", {}).get("found", {})
+                _record_seeds(row, found={**found, **seeds})
         return LoggedModel(logged.manifest_digest, logged.flavor, logged.signature, self.id, name)
 
     def info(self) -> RunInfo:
         return get_run(self.id, client=self.client)
+
+
+def _record_seeds(row: t.Run, **entries: dict[str, Any]) -> None:
+    """Replace entries of the run's `environment["seeds"]` (a new dict, so the JSON column is
+    seen as changed)."""
+    env = dict(row.environment)
+    env["seeds"] = {**env.get("seeds", {}), **entries}
+    row.environment = env
 
 
 def _model_seeds(model: object) -> dict[str, Any]:
