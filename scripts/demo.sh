@@ -22,14 +22,45 @@ shipway models list
 step "Lineage of models:/credit@champion"
 shipway models lineage models:/credit@champion
 
-step "Serve the champion and send it 300 requests"
+step "Serve the champion: 300 requests as in training, then 600 drifted ones with their labels"
+python generate.py --drift --out data/credit_drift.parquet
 port=${SHIPWAY_DEMO_PORT:-8765}
 shipway serve models:/credit@champion --port "$port" &
 server=$!
 trap 'kill -TERM $server 2>/dev/null || true' EXIT
 python request.py --url "http://127.0.0.1:$port" --requests 300 --concurrency 8
-kill -TERM "$server"
+python request.py --url "http://127.0.0.1:$port" --requests 600 --concurrency 8 \
+  --data data/credit_drift.parquet --feedback
+kill -TERM "$server"   # stopping flushes the prediction log
 wait "$server" || true
+trap - EXIT
+
+step "Monitor the champion: its last hour of traffic against its training data"
+mkdir -p reports
+shipway monitor run models:/credit@champion --window 1h --target default \
+  --output reports/monitor.html --json reports/monitor.json
+echo "Open $(pwd)/reports/monitor.html in a browser for the per-feature plots."
+
+step "Deploy the champion to staging and production (model servers behind a gateway)"
+staging=${SHIPWAY_DEMO_STAGING_PORT:-8101}
+production=${SHIPWAY_DEMO_PRODUCTION_PORT:-8102}
+trap 'shipway deployments down staging >/dev/null 2>&1 || true; shipway deployments down production >/dev/null 2>&1 || true' EXIT
+shipway deploy models:/credit@champion --env staging --port "$staging"
+shipway deploy models:/credit@champion --env production --port "$production" --replicas 2
+shipway deployments list
+
+step "Train a second version and canary it into production, under traffic"
+log=$(mktemp)
+python train.py --learning-rate 0.1 --max-iter 200 | tee "$log"
+candidate=$(grep -o "models:/credit/[0-9]*" "$log" | head -n1); rm -f "$log"
+python request.py --url "http://127.0.0.1:$production" --duration 45 --concurrency 4 >/dev/null &
+traffic=$!
+shipway rollout start "$candidate" --env production --steps 10,50,100 --interval 10s --wait
+wait "$traffic" || true
+shipway rollout status --env production
+shipway deployments show production
+shipway deployments down staging
+shipway deployments down production
 trap - EXIT
 
 step "Build the champion's container image and run it"

@@ -3,7 +3,8 @@
 # and PostgreSQL (the store's tests run against a real server), and Prometheus (its `promtool`
 # lints the model server's /metrics exposition in the tests), and for container images podman,
 # buildah, runc, uidmap, fuse-overlayfs, debootstrap (the local Python base image) and
-# docker-registry (a real OCI registry on loopback). Installs only what is missing.
+# docker-registry (a real OCI registry on loopback), and chromium (the browser test opens the
+# monitoring HTML report offline through Playwright). Installs only what is missing.
 set -euo pipefail
 
 missing=()
@@ -15,6 +16,7 @@ for tool in podman buildah runc debootstrap docker-registry fuse-overlayfs; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 command -v newuidmap >/dev/null 2>&1 || missing+=(uidmap)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

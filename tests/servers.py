@@ -250,3 +250,34 @@ def start_s3() -> S3Server:
     server.start()
     host, port = server.get_host_and_port()
     return S3Server(endpoint_url=f"http://{host}:{port}", _server=server)
+
+
+# =============================================================================
+# promtool (Debian package `prometheus`)
+# =============================================================================
+
+
+def promtool() -> str:
+    """The promtool binary; a clear failure when it is not installed."""
+    import pytest
+
+    path = shutil.which("promtool") or (
+        "/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None
+    )
+    if path is None:
+        pytest.fail(
+            "promtool is not installed: run scripts/install-system-deps.sh "
+            "(Debian/Ubuntu package 'prometheus')"
+        )
+    return path
+
+
+def assert_promtool_clean(body: bytes | str) -> None:
+    """`promtool check metrics` accepts the exposition `body` without a warning."""
+    data = body.encode() if isinstance(body, str) else body
+    result = subprocess.run(
+        [promtool(), "check", "metrics"], input=data, capture_output=True, timeout=60
+    )
+    output = (result.stdout + result.stderr).decode()
+    assert result.returncode == 0, f"promtool check metrics failed:\n{output}"
+    assert output.strip() == "", f"promtool check metrics warned:\n{output}"

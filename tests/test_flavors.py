@@ -241,3 +241,16 @@ def test_unsupported_object_is_refused(store: ArtifactStore, obj: object) -> Non
 def test_unsupported_object_message_names_its_type(store: ArtifactStore) -> None:
     with pytest.raises(InvalidInputError, match=r"builtins\.dict"):
         save_to_store(store, {"coef": [1, 2]})
+
+
+def test_an_explicit_signature_is_stored_instead_of_inferred(shipway_home: Path) -> None:
+    x = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+    model = LogisticRegression().fit(x, [0, 1, 0, 1])
+    signature = shipway.infer_signature(x, model).allow_missing("a")
+    with shipway.start_run("explicit") as run:
+        logged = run.log_model(model, input_example=x, signature=signature)
+    assert logged.signature == signature.to_dict()
+    version = shipway.register_model(run, "explicit")
+    loaded = shipway.load_model(version.uri)
+    assert loaded.signature == signature
+    assert loaded.signature is not None and loaded.signature.inputs[0].nullable

@@ -93,8 +93,12 @@ def test_fast_wasserstein_is_bit_for_bit_scipy(n: int) -> None:
     rng = np.random.default_rng(n)
     u, v = rng.normal(0, 1, 5000), rng.normal(0.3, 2, n)
     assert wasserstein_1d(u, v) == stats.wasserstein_distance(u, v)
+    assert wasserstein_1d(v, u) == stats.wasserstein_distance(v, u)
     ties_u, ties_v = rng.integers(0, 5, 300).astype(float), rng.integers(0, 5, n).astype(float)
     assert wasserstein_1d(ties_u, ties_v) == stats.wasserstein_distance(ties_u, ties_v)
+    assert wasserstein_1d(ties_v, ties_u) == stats.wasserstein_distance(ties_v, ties_u)
+    zeros_u, zeros_v = rng.choice([-0.0, 0.0, 1.5], 40), rng.choice([0.0, -0.0, 2.5], n)
+    assert wasserstein_1d(zeros_u, zeros_v) == stats.wasserstein_distance(zeros_u, zeros_v)
 
 
 def test_jensenshannon_equals_scipy_over_union() -> None:
@@ -242,3 +246,16 @@ def test_bad_windows_are_clear_errors() -> None:
         column_drift(ref.column("x"), [1.0], method="ztest")
     untyped = pd.Series([None, None], dtype=object)
     assert column_drift(ref.column("x"), untyped).method == "skipped"
+
+
+def test_datetime_columns_are_skipped_with_a_note() -> None:
+    times = pd.date_range("2024-01-01", periods=2000, freq="min")
+    ref = profile(pd.DataFrame({"t": times, "x": np.arange(2000.0)}))
+    later = pd.DataFrame({"t": times + pd.Timedelta(days=30), "x": np.arange(2000.0)})
+    result = dataset_drift(ref, later)
+    t = result.columns[0]
+    assert t.method == "skipped" and t.kind == "datetime" and t.statistic is None
+    assert t.note == "datetime column: not tested for drift" and not t.drifted
+    assert result.n_tested == 1 and result.n_drifted == 0
+    with pytest.raises(InvalidInputError, match="not tested for drift"):
+        column_drift(ref.column("t"), later["t"], method="psi")

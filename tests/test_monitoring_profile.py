@@ -10,6 +10,7 @@ import pytest
 
 from shipway.errors import InvalidInputError
 from shipway.monitoring import MAX_CATEGORIES, QUANTILE_LEVELS, Profile, profile
+from shipway.monitoring.profile import sorted_histogram, sorted_quantiles
 
 
 def _frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
@@ -95,11 +96,63 @@ def test_infinite_values_count_as_missing() -> None:
 
 
 def test_bad_inputs() -> None:
-    with pytest.raises(InvalidInputError, match="datetime64"):
-        profile(pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3)}))
+    with pytest.raises(InvalidInputError, match="timedelta64"):
+        profile(pd.DataFrame({"t": pd.to_timedelta([1, 2, 3], unit="s")}))
     with pytest.raises(InvalidInputError, match="sample_rows"):
         profile(pd.DataFrame({"x": [1.0]}), sample_rows=0)
     with pytest.raises(InvalidInputError, match="duplicate column names"):
         profile(pd.DataFrame([[1, 2]], columns=["a", "a"]))
     with pytest.raises(InvalidInputError, match="not in the reference profile"):
         profile(pd.DataFrame({"x": [1.0]})).column("y")
+
+
+@pytest.mark.parametrize("tz", [None, "Europe/Paris"])
+def test_datetime_columns(tz: str | None) -> None:
+    times = pd.Series(pd.date_range("2024-03-01", periods=6, freq="D", tz=tz))
+    times[1] = pd.NaT
+    times[4] = times[3]
+    col = profile(pd.DataFrame({"t": times})).column("t")
+    assert col.kind == "datetime" and not col.numeric and col.dtype == str(times.dtype)
+    assert col.missing_count == 1 and col.missing_rate == pytest.approx(1 / 6)
+    assert col.distinct_count == 4
+    assert col.earliest == times[0].to_pydatetime() and col.latest == times[5].to_pydatetime()
+    assert (col.earliest.tzinfo is None) == (tz is None)
+    assert col.mean is None and col.quantiles is None and col.categories is None
+    p = profile(pd.DataFrame({"t": times}))
+    assert Profile.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+
+
+def test_datetime_bounds_cover_nanoseconds_and_all_missing() -> None:
+    times = pd.Series(pd.to_datetime(["2024-01-01 00:00:00.000000001", "2024-01-02 00:00:00.5"]))
+    col = profile(pd.DataFrame({"t": times.astype("datetime64[ns]")})).column("t")
+    assert col.earliest is not None and col.latest is not None
+    assert pd.Timestamp(col.earliest) <= times.min() and pd.Timestamp(col.latest) >= times.max()
+    empty = profile(pd.DataFrame({"t": pd.Series([pd.NaT] * 3, dtype="datetime64[us]")}))
+    t = empty.column("t")
+    assert t.kind == "datetime" and t.missing_rate == 1.0 and t.earliest is None
+
+
+def _arrays() -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    out = []
+    for n in (1, 2, 3, 7, 20, 21, 101, 5000):
+        out += [rng.normal(3, 2, n), rng.integers(-2, 3, n).astype(float), rng.lognormal(0, 3, n)]
+    return [np.sort(a) for a in out]
+
+
+def test_sorted_order_statistics_are_numpys_bit_for_bit() -> None:
+    for ordered in _arrays():
+        expected = np.quantile(ordered, QUANTILE_LEVELS)
+        assert np.array_equal(sorted_quantiles(ordered, QUANTILE_LEVELS), expected)
+        counts, edges = sorted_histogram(ordered, 20)
+        np_counts, np_edges = np.histogram(ordered, bins=20)
+        assert np.array_equal(edges, np_edges) and np.array_equal(counts, np_counts)
+
+
+def test_histogram_of_a_range_too_narrow_to_split() -> None:
+    """numpy refuses 20 bins over one ulp (or around one value above 2**53): one bin then."""
+    p = profile(pd.DataFrame({"u": [1000.0, 1000.0000000000002] * 3, "big": [1e28] * 6}))
+    for name in ("u", "big"):
+        col = p.column(name)
+        assert col.histogram_counts == [col.count]
+        assert col.histogram_edges == [col.min, col.max]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from shipway.monitoring import QualityReport, profile, quality
 
@@ -42,7 +43,7 @@ def test_schema_shifts() -> None:
     checks = _checks(report)
     assert ("missing_column", "d", "critical") in checks
     assert ("new_column", "extra", "warning") in checks
-    assert ("dtype_change", "n", "warning") in checks
+    assert ("dtype_change", "n", "info") in checks  # int to float: missing values, usually
     assert ("kind_change", "c", "critical") in checks
     assert report.worst == "critical"
     messages = " ".join(f.message for f in report.findings)
@@ -98,3 +99,57 @@ def test_empty_and_one_row_windows() -> None:
     one = quality(ref, _ref().iloc[:1])
     assert one.row_count == 1 and len(one.columns) == 4
     assert one.to_dict()["row_count"] == 1
+
+
+def _times(tz: str | None = None) -> pd.DataFrame:
+    start = pd.Timestamp("2024-01-01", tz=tz)
+    return pd.DataFrame({"t": pd.date_range(start, periods=400, freq="h"), "x": np.arange(400.0)})
+
+
+@pytest.mark.parametrize("tz", [None, "UTC"])
+def test_datetime_missing_and_range(tz: str | None) -> None:
+    ref = profile(_times(tz))
+    same = quality(ref, _times(tz))
+    assert _checks(same) == {("row_count", None, "info")}
+    t = next(c for c in same.columns if c.column == "t")
+    assert t.out_of_range_share == 0.0 and t.missing_rate == 0.0
+    later = _times(tz)
+    later["t"] = later["t"] + pd.Timedelta(days=10)  # 240 of 400 hours after the reference
+    later.loc[:39, "t"] = pd.NaT  # 10% missing: a warning
+    report = quality(ref, later)
+    checks = _checks(report)
+    assert ("out_of_range", "t", "info") in checks
+    assert ("missing_rate", "t", "warning") in checks
+    assert not any(c == "out_of_range" and s != "info" for c, _, s in checks)
+    t = next(c for c in report.columns if c.column == "t")
+    assert t.out_of_range_share == pytest.approx(240 / 360)
+    info = next(f for f in report.findings if f.check == "out_of_range")
+    assert "after the reference's latest time" in info.message
+    earlier = _times(tz)
+    earlier.loc[:19, "t"] = earlier.loc[:19, "t"] - pd.Timedelta(days=365)  # 5% before
+    before = next(f for f in quality(ref, earlier).findings if f.check == "out_of_range")
+    assert before.severity == "warning" and "before the reference's earliest" in before.message
+
+
+def test_storage_changes_within_a_kind_of_data_are_no_finding() -> None:
+    ref = pd.DataFrame({"c": pd.Categorical(["a", "b"] * 50), "i": np.arange(100)})
+    cur = pd.DataFrame({"c": ["a", "b"] * 50, "i": pd.array(np.arange(100), dtype="Int64")})
+    assert _checks(quality(profile(ref), cur)) == {("row_count", None, "info")}
+    flags = pd.DataFrame({"c": ["a", "b"] * 50, "i": [True, False] * 50})
+    assert ("kind_change", "i", "critical") in _checks(quality(profile(ref), flags))
+
+
+def test_datetime_schema_changes() -> None:
+    ref = profile(_times())
+    coarser = _times()
+    coarser["t"] = coarser["t"].astype("datetime64[s]")  # another unit: no finding
+    assert _checks(quality(ref, coarser)) == {("row_count", None, "info")}
+    zoned = _times("Europe/Paris")
+    report = quality(ref, zoned)
+    finding = next(f for f in report.findings if f.column == "t")
+    assert (finding.check, finding.severity) == ("dtype_change", "warning")
+    assert "time zone from none to Europe/Paris" in finding.message
+    assert next(c for c in report.columns if c.column == "t").out_of_range_share is None
+    as_text = _times().astype({"t": str})
+    assert ("kind_change", "t", "critical") in _checks(quality(ref, as_text))
+    assert ("kind_change", "x", "critical") in _checks(quality(ref, _times().assign(x=_times().t)))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, ProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from servers import assert_promtool_clean
 from shipway.serving.metrics import (
     BATCH_SIZE_BUCKETS,
     MAX_SCORES_PER_CALL,
@@ -64,25 +64,8 @@ def metric_names(body: bytes | str) -> set[str]:
     return {s.name for s in all_samples(body)}
 
 
-def promtool() -> str:
-    path = shutil.which("promtool") or (
-        "/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None
-    )
-    if path is None:
-        pytest.fail(
-            "promtool is not installed: run scripts/install-system-deps.sh "
-            "(Debian/Ubuntu package 'prometheus') to lint the metrics exposition"
-        )
-    return path
 
 
-def assert_promtool_clean(body: bytes) -> None:
-    result = subprocess.run(
-        [promtool(), "check", "metrics"], input=body, capture_output=True, timeout=60
-    )
-    output = (result.stdout + result.stderr).decode()
-    assert result.returncode == 0, f"promtool check metrics failed:\n{output}"
-    assert output.strip() == "", f"promtool check metrics warned:\n{output}"
 
 
 def exercise(metrics: ServingMetrics) -> None:

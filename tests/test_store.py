@@ -20,11 +20,15 @@ EXPECTED_TABLES = {
     "aliases",
     "audit_events",
     "datasets",
+    "deployments",
     "experiments",
     "metrics",
     "model_images",
     "model_versions",
+    "monitor_runs",
     "params",
+    "reference_profiles",
+    "rollouts",
     "registered_models",
     "run_artifacts",
     "run_inputs",
@@ -169,3 +173,21 @@ def test_an_invalid_database_url_fails_module_level_calls_too(
     monkeypatch.setenv("SHIPWAY_DATABASE_URL", "definitely not a url")
     with pytest.raises(shipway.InvalidInputError):
         shipway.list_models()
+
+
+def test_the_migrations_build_exactly_the_tables_the_models_declare(
+    backend: shipway.Client,
+) -> None:
+    # Alembic's autogenerate comparison: any column, index, constraint or type that the
+    # models and the migrations disagree on shows up as a difference.
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    backend.store  # noqa: B018 - opening the store runs the migrations
+    engine = sa.create_engine(backend.settings.resolved_database_url)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []

@@ -243,3 +243,13 @@ def test_failing_or_missing_predict_gives_no_output() -> None:
     assert infer_signature(df, Broken()).output is None
     assert infer_signature(df, object()).output is None
     assert infer_signature(df, LogisticRegression()).output is None  # not fitted
+
+
+def test_allow_missing_makes_named_columns_nullable_only() -> None:
+    sig = infer_signature(pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]}))
+    assert [c.nullable for c in sig.inputs] == [False, False]
+    assert [c.nullable for c in sig.allow_missing("a").inputs] == [True, False]
+    assert [c.nullable for c in sig.allow_missing().inputs] == [True, True]
+    assert sig.inputs[0].nullable is False  # the original is unchanged
+    with pytest.raises(ValueError, match="no input column named"):
+        sig.allow_missing("c")

@@ -99,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "f1": f1_score(test[LABEL], predicted),
             }
         )
-        run.log_model(model, input_example=train[features].head(50))
+        # The trees handle missing numbers natively: let the server accept them.
+        signature = shipway.infer_signature(train[features].head(50), model)
+        run.log_model(model, signature=signature.allow_missing(*NUMERIC))
 
     version = shipway.register_model(
         run, args.model_name, description="Probability that a loan applicant defaults."

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     )
     from shipway.flavors import LoadedModel, PythonModel
     from shipway.governance.audit import VerifyReport, audit_log, verify_audit
+    from shipway.monitoring.monitor import monitor
+    from shipway.monitoring.result import MonitorResult
     from shipway.records import (
         AuditEntry,
         DatasetInfo,
@@ -67,6 +69,7 @@ _LAZY = {
     "LoadedModel": "shipway.flavors",
     "LoggedModel": "shipway.records",
     "ModelVersionInfo": "shipway.records",
+    "MonitorResult": "shipway.monitoring.result",
     "NotFoundError": "shipway.errors",
     "OutputSpec": "shipway.types",
     "PythonModel": "shipway.flavors",
@@ -89,6 +92,7 @@ _LAZY = {
     "list_runs": "shipway.tracking",
     "list_versions": "shipway.registry.registry",
     "load_model": "shipway.registry.registry",
+    "monitor": "shipway.monitoring.monitor",
     "register_model": "shipway.registry.registry",
     "set_alias": "shipway.registry.registry",
     "start_run": "shipway.tracking",
@@ -121,6 +125,7 @@ __all__ = [
     "LoadedModel",
     "LoggedModel",
     "ModelVersionInfo",
+    "MonitorResult",
     "NotFoundError",
     "OutputSpec",
     "PythonModel",
@@ -144,6 +149,7 @@ __all__ = [
     "list_runs",
     "list_versions",
     "load_model",
+    "monitor",
     "register_model",
     "set_alias",
     "start_run",

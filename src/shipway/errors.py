@@ -8,6 +8,7 @@
     ├── UnauthorizedError      no valid API key or token (exit 5, HTTP 401)
     ├── OverloadedError        the server is saturated; retry later (HTTP 503)
     ├── ConflictError          the request clashes with the store's state (exit 3, HTTP 409)
+    ├── DeployError            model-server replicas could not be started or kept up (exit 8)
     ├── PackagingError         building, running or pushing a container image failed (exit 7)
     │   ├── EngineNotFoundError    no usable container engine (docker, podman, buildah)
     │   ├── DependencyError        a requirement cannot be resolved for the image's platform
@@ -83,6 +84,11 @@ class OverloadedError(ShipwayError):
 class ConflictError(ShipwayError):
     exit_code = 3
     http_status = 409
+
+
+class DeployError(ShipwayError):
+    exit_code = 8
+    http_status = 500
 
 
 class PackagingError(ShipwayError):

@@ -116,6 +116,21 @@ class Signature(BaseModel):
         """Input column names, in order."""
         return [col.name for col in self.inputs]
 
+    def allow_missing(self, *names: str) -> Signature:
+        """A copy whose columns ``names`` accept missing values (all columns when none named).
+
+        For models that handle missing values themselves (gradient-boosted trees, imputing
+        pipelines) when the sample the signature came from happened to have none.
+        """
+        unknown = sorted(set(names) - set(self.column_names))
+        if unknown:
+            raise ValueError(f"no input column named {unknown}; inputs: {self.column_names}")
+        chosen = set(names or self.column_names)
+        inputs = [
+            c.model_copy(update={"nullable": True}) if c.name in chosen else c for c in self.inputs
+        ]
+        return self.model_copy(update={"inputs": inputs})
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able representation (the stored/wire form)."""
         return self.model_dump(mode="json")

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from shipway.cli import audit, build, models, runs, serve
+from shipway.cli import audit, build, deploy, models, monitor, runs, serve
 
 
 def create_app() -> typer.Typer:
@@ -20,9 +20,13 @@ def create_app() -> typer.Typer:
     app.add_typer(runs.app, name="runs")
     app.add_typer(models.app, name="models")
     app.add_typer(audit.app, name="audit")
+    app.add_typer(monitor.app, name="monitor")
+    app.add_typer(deploy.deployments, name="deployments")
+    app.add_typer(deploy.rollout, name="rollout")
     app.command("serve")(serve.serve)
     app.command("build")(build.build)
     app.command("run-image")(build.run_image)
+    app.command("deploy")(deploy.deploy)
 
     @app.command()
     def version() -> None:

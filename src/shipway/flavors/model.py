@@ -79,8 +79,12 @@ def save_to_store(
     input_example: Any = None,
     requirements: list[str] | None = None,
     artifacts: dict[str, str | Path] | None = None,
+    signature: Signature | None = None,
 ) -> LoggedModel:
-    """Save `model` to the artefact store and return its manifest digest."""
+    """Save `model` to the artefact store and return its manifest digest.
+
+    The signature is `signature` when given, else inferred from `input_example`.
+    """
     with tempfile.TemporaryDirectory(prefix="shipway-save-") as tmp:
         directory = Path(tmp)
         if sklearn.is_sklearn_model(model):
@@ -100,10 +104,10 @@ def save_to_store(
                 "Shipway saves scikit-learn estimators, and shipway.PythonModel subclasses for "
                 "anything else.",
             )
-        signature = None
-        if input_example is not None:
+        described = signature.to_dict() if signature is not None else None
+        if described is None and input_example is not None:
             try:
-                signature = infer_signature(_as_frame(input_example), predictor).to_dict()
+                described = infer_signature(_as_frame(input_example), predictor).to_dict()
             except ValueError as exc:
                 raise InvalidInputError(f"Cannot infer the model signature: {exc}") from exc
         files = {
@@ -122,12 +126,12 @@ def save_to_store(
         "config": config,
         "files": files,
         "artifacts": extra,
-        "signature": signature,
+        "signature": described,
         "requirements": sorted(set(reqs + list(requirements or []))),
         "python": platform.python_version(),
     }
     digest = store.put_bytes(json.dumps(manifest, sort_keys=True, indent=1).encode())
-    return LoggedModel(manifest_digest=digest, flavor=flavor, signature=signature)
+    return LoggedModel(manifest_digest=digest, flavor=flavor, signature=described)
 
 
 def read_manifest(store: ArtifactStore, digest: str) -> dict[str, Any]:

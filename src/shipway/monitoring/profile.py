@@ -8,17 +8,24 @@ count) and a bounded uniform random sample of raw non-missing values, so that
 later windows can be compared without reloading the reference.
 
 Column kinds: ``numeric`` (integer or float dtypes), ``categorical`` (strings,
-categoricals, booleans, objects) and ``binary`` (either of those with exactly two
-distinct non-missing values). Infinite floats are counted as missing: they have
-no place in a mean, a quantile or a distance. Numeric columns keep category
-frequencies too when they have at most :data:`MAX_CATEGORIES` distinct values, so
-low-cardinality numeric columns can be tested like categorical ones.
+categoricals, booleans, objects), ``binary`` (either of those with exactly two
+distinct non-missing values) and ``datetime`` (``datetime64``, with or without a
+time zone: only the missing rate, the distinct count and the earliest and latest
+time are kept). Infinite floats are counted as missing: they have no place in a
+mean, a quantile or a distance. Numeric columns keep category frequencies too
+when they have at most :data:`MAX_CATEGORIES` distinct values, so low-cardinality
+numeric columns can be tested like categorical ones.
+
+Numeric columns are sorted once; every order statistic (quantiles, deciles,
+histogram counts, distinct values) is read from that one sorted copy, with the
+same values numpy's own functions give.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
 import numpy as np
@@ -29,7 +36,7 @@ from shipway.errors import InvalidInputError
 
 __all__ = ["MAX_CATEGORIES", "QUANTILE_LEVELS", "ColumnProfile", "Profile", "profile"]
 
-Kind: TypeAlias = Literal["numeric", "categorical", "binary"]
+Kind: TypeAlias = Literal["numeric", "categorical", "binary", "datetime"]
 FloatArray: TypeAlias = np.ndarray[Any, np.dtype[np.float64]]
 IntArray: TypeAlias = np.ndarray[Any, np.dtype[np.int64]]
 
@@ -41,6 +48,7 @@ QUANTILE_LEVELS: tuple[float, ...] = (0.0, 0.01, *(i / 20 for i in range(1, 20))
 
 HISTOGRAM_BINS = 20
 _DECILES = tuple(i / 10 for i in range(1, 10))
+_DECILE_AT = [QUANTILE_LEVELS.index(d) for d in _DECILES]  # the deciles are stored levels
 
 
 class ColumnProfile(BaseModel):
@@ -76,6 +84,10 @@ class ColumnProfile(BaseModel):
     """Non-missing values outside ``categories`` (0 when the list is complete)."""
     sample: list[float] | None = None
     """Uniform random sample of non-missing values (all of them when few enough)."""
+    earliest: datetime | None = None
+    """Earliest time of a datetime column (floored to the microsecond)."""
+    latest: datetime | None = None
+    """Latest time of a datetime column (rounded up to the microsecond)."""
 
     @property
     def count(self) -> int:
@@ -157,28 +169,84 @@ def is_numeric_series(series: pd.Series) -> bool:
     return bool(types.is_numeric_dtype(dtype) and not types.is_bool_dtype(dtype))
 
 
+def is_datetime_series(series: pd.Series) -> bool:
+    return bool(pd.api.types.is_datetime64_any_dtype(series.dtype))
+
+
 def numeric_values(series: pd.Series) -> FloatArray:
-    """Finite float values of a numeric series (missing and infinite values dropped)."""
+    """Finite float values of a numeric series (missing and infinite values dropped).
+
+    The result may be a read-only view of the series' own data: never write to it.
+    """
     values: FloatArray = series.to_numpy(dtype=np.float64, na_value=np.nan)
-    return values[np.isfinite(values)]
+    finite = np.isfinite(values)
+    return values if finite.all() else values[finite]
 
 
 def num_key(value: float) -> str:
     return repr(float(value))
 
 
+def sorted_quantiles(ordered: FloatArray, levels: Sequence[float]) -> FloatArray:
+    """``np.quantile(ordered, levels)`` for an already sorted array, bit for bit.
+
+    numpy's default ("linear") method partitions its input first, which costs a
+    pass over a million values per call even when they are sorted; here the two
+    neighbours of each virtual index are read directly and interpolated with the
+    same operations as numpy's ``_lerp``.
+    """
+    n = ordered.size
+    virtual = (n - 1) * np.asarray(levels, dtype=np.float64)
+    below = np.floor(virtual)
+    gamma = virtual - below
+    lo = np.where(virtual >= n - 1, n - 1, below).astype(np.intp)
+    hi = np.minimum(lo + 1, n - 1)
+    a, b = ordered[lo], ordered[hi]
+    diff = b - a
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+
+
+def sorted_histogram(ordered: FloatArray, bins: int) -> tuple[IntArray, FloatArray]:
+    """``np.histogram(ordered, bins)`` for an already sorted array, without a pass over it.
+
+    The edges are numpy's own (they depend only on the minimum and maximum); bin
+    ``i`` holds ``edges[i] <= x < edges[i + 1]``, the last bin its right edge too,
+    which is how ``np.histogram`` assigns values after its rounding corrections.
+    When the range is too narrow for numpy to split (a few ulps, or one value
+    above 2**53), there is a single bin from the minimum to the maximum.
+    """
+    try:
+        edges: FloatArray = np.histogram_bin_edges(ordered[[0, -1]], bins=bins)
+    except ValueError:
+        return np.array([ordered.size]), ordered[[0, -1]].copy()
+    starts = ordered.searchsorted(edges[1:-1], side="left")
+    counts: IntArray = np.diff(starts, prepend=0, append=ordered.size)
+    return counts, edges
+
+
 def _profile_column(
     name: str, series: pd.Series, sample_rows: int, rng: np.random.Generator
 ) -> ColumnProfile:
     dtype = series.dtype
-    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+    if is_datetime_series(series):
+        return _profile_datetime(name, series)
+    if pd.api.types.is_timedelta64_dtype(dtype):
         raise InvalidInputError(
             f"Column '{name}' has dtype {dtype}, which monitoring does not profile yet.",
-            "Drop it or convert it to numbers (for example seconds since an epoch).",
+            "Drop it or convert it to numbers (for example seconds).",
         )
     if is_numeric_series(series):
         return _profile_numeric(name, series, sample_rows, rng)
     return _profile_categorical(name, series)
+
+
+def _missing(series: pd.Series, present: int) -> dict[str, Any]:
+    rows = len(series)
+    return {
+        "row_count": rows,
+        "missing_count": rows - present,
+        "missing_rate": (rows - present) / rows if rows else 0.0,
+    }
 
 
 def _profile_numeric(
@@ -190,25 +258,22 @@ def _profile_numeric(
         "name": name,
         "numeric": True,
         "dtype": str(series.dtype),
-        "row_count": len(series),
-        "missing_count": len(series) - n,
-        "missing_rate": (len(series) - n) / len(series) if len(series) else 0.0,
+        **_missing(series, n),
     }
     if n == 0:
         return ColumnProfile(kind="numeric", distinct_count=0, **base)
     ordered = np.sort(values)
-    change = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
-    distinct = int(change.size) + 1
-    inner = np.unique(np.quantile(ordered, _DECILES))
-    decile_counts = np.bincount(
-        np.searchsorted(inner, ordered, side="right"), minlength=inner.size + 1
-    )
-    hist_counts, hist_edges = np.histogram(ordered, bins=HISTOGRAM_BINS)
+    change = ordered[1:] != ordered[:-1]
+    distinct = int(np.count_nonzero(change)) + 1
+    quantiles = sorted_quantiles(ordered, QUANTILE_LEVELS)
+    inner = np.unique(quantiles[_DECILE_AT])
+    decile_counts = np.diff(ordered.searchsorted(inner, side="left"), prepend=0, append=n)
+    hist_counts, hist_edges = sorted_histogram(ordered, HISTOGRAM_BINS)
     categories: list[str] | None = None
     category_counts: list[int] | None = None
     if distinct <= MAX_CATEGORIES:
-        starts = np.concatenate(([0], change))
-        counts = np.diff(np.concatenate((starts, [n])))
+        starts = np.concatenate(([0], np.flatnonzero(change) + 1))
+        counts = np.diff(starts, append=n)
         order = np.argsort(-counts, kind="stable")
         categories = [num_key(v) for v in ordered[starts][order]]
         category_counts = [int(c) for c in counts[order]]
@@ -224,7 +289,7 @@ def _profile_numeric(
         max=float(ordered[-1]),
         mean=float(values.mean()),
         std=float(values.std()),
-        quantiles=np.quantile(ordered, QUANTILE_LEVELS).tolist(),
+        quantiles=quantiles.tolist(),
         histogram_edges=hist_edges.tolist(),
         histogram_counts=hist_counts.tolist(),
         decile_edges=inner.tolist(),
@@ -232,6 +297,20 @@ def _profile_numeric(
         categories=categories,
         category_counts=category_counts,
         sample=sample.tolist(),
+        **base,
+    )
+
+
+def _profile_datetime(name: str, series: pd.Series) -> ColumnProfile:
+    present = series.dropna()
+    base: dict[str, Any] = {"name": name, "kind": "datetime", "numeric": False}
+    base |= {"dtype": str(series.dtype), **_missing(series, len(present))}
+    if len(present) == 0:
+        return ColumnProfile(distinct_count=0, **base)
+    return ColumnProfile(
+        distinct_count=int(present.nunique()),
+        earliest=present.min().floor("us").to_pydatetime(),
+        latest=present.max().ceil("us").to_pydatetime(),
         **base,
     )
 
@@ -263,9 +342,7 @@ def _profile_categorical(name: str, series: pd.Series) -> ColumnProfile:
         kind="binary" if len(counts) == 2 else "categorical",
         numeric=False,
         dtype=str(series.dtype),
-        row_count=len(series),
-        missing_count=len(series) - n,
-        missing_rate=(len(series) - n) / len(series) if len(series) else 0.0,
+        **_missing(series, n),
         distinct_count=len(counts),
         categories=[k for k, _ in kept],
         category_counts=[c for _, c in kept],
@@ -289,12 +366,15 @@ class CategoryCounts:
         return int(self.known.sum()) + self.other + sum(self.unseen.values())
 
 
-def count_categories(ref: ColumnProfile, series: pd.Series) -> CategoryCounts:
+def count_categories(
+    ref: ColumnProfile, series: pd.Series, values: FloatArray | None = None
+) -> CategoryCounts:
     """Count a window's values into the reference's category cells.
 
     Values not among the reference's listed categories go to ``other`` when the
     reference had a tail of unlisted categories (they may belong there) and to
-    ``unseen`` otherwise.
+    ``unseen`` otherwise. ``values`` are the series' :func:`numeric_values` when
+    the caller has them already.
     """
     if ref.categories is None:
         raise InvalidInputError(
@@ -307,7 +387,9 @@ def count_categories(ref: ColumnProfile, series: pd.Series) -> CategoryCounts:
             raise InvalidInputError(
                 f"Column '{ref.name}' is numeric in the reference but {series.dtype} now."
             )
-        uniq, cnt = np.unique(numeric_values(series), return_counts=True)
+        if values is None:
+            values = numeric_values(series)
+        uniq, cnt = np.unique(values, return_counts=True)
         counts = {num_key(u): int(c) for u, c in zip(uniq, cnt, strict=True)}
     else:
         counts = string_counts(series)

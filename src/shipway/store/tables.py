@@ -163,3 +163,73 @@ class ModelImage(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     pushed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReferenceProfile(Base):
+    """A stored reference profile (see `shipway.monitoring.profile`), computed once per key.
+
+    The key names the dataset's content hash, the model version whose outputs were added to
+    it (if any) and the profile options, so a changed input never reuses a stale profile.
+    """
+
+    __tablename__ = "reference_profiles"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id"), index=True)
+    blob_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MonitorRun(Base):
+    """One monitoring result (`shipway.monitoring.MonitorResult`), with a summary to list by."""
+
+    __tablename__ = "monitor_runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str | None] = mapped_column(String(200), index=True)
+    version: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    current_rows: Mapped[int] = mapped_column(Integer)
+    n_drifted: Mapped[int] = mapped_column(Integer)
+    n_tested: Mapped[int] = mapped_column(Integer)
+    dataset_drifted: Mapped[bool] = mapped_column(Boolean)
+    worst: Mapped[str | None] = mapped_column(String(16))  # worst alert severity
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Deployment(Base):
+    """An environment's deployment: what should run (desired) and what the agent reports."""
+
+    __tablename__ = "deployments"
+    environment: Mapped[str] = mapped_column(String(100), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)  # desired stable version
+    replicas: Mapped[int] = mapped_column(Integer)
+    port: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(100))
+    runtime: Mapped[str] = mapped_column(String(16))  # process | container
+    image: Mapped[str | None] = mapped_column(String(300))
+    # starting | running | updating | failed | stopped
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)
+    live_version: Mapped[int | None] = mapped_column(Integer)  # stable version actually serving
+    agent_pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    observed: Mapped[dict[str, Any]] = mapped_column(JSON)  # tracks, replicas, weights
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # live version since
+
+
+class Rollout(Base):
+    """A canary rollout (`shipway.deploy.rollout.RolloutState` as JSON) and requests to it."""
+
+    __tablename__ = "rollouts"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    request: Mapped[str | None] = mapped_column(String(32))  # promote | promote-full | abort
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

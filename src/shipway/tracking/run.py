@@ -30,6 +30,7 @@ from shipway.store import tables as t
 from shipway.store import utc, utcnow
 from shipway.tracking import capture
 from shipway.tracking.datasets import describe
+from shipway.types import Signature
 
 
 class Run:
@@ -136,13 +137,17 @@ class Run:
         input_example: Any = None,
         requirements: list[str] | None = None,
         artifacts: dict[str, str | Path] | None = None,
+        signature: Signature | None = None,
     ) -> LoggedModel:
+        """Save ``model`` with this run; its signature is ``signature`` or inferred from
+        ``input_example`` (see :func:`shipway.infer_signature`)."""
         logged = save_to_store(
             self.client.artifacts,
             model,
             input_example=input_example,
             requirements=requirements,
             artifacts=artifacts,
+            signature=signature,
         )
         seeds = _model_seeds(model)
         with self.client.store.write(self.client.actor) as tx:

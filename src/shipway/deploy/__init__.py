@@ -1,0 +1,1 @@
+"""Deployments on one machine: replicas, the gateway, rollouts and the agent that runs them."""

@@ -1,0 +1,199 @@
+"""Deployments end to end on this machine: real agents, replicas, gateway and load.
+
+Each test starts an environment's agent (a detached `shipway deployments agent` process, as
+`shipway deploy` does) with replicas serving registered models, drives steady traffic through
+the gateway, and checks what users see: no failed request during a rolling update, canaries
+rolled back on errors or latency, a good canary promoted, replicas healed, records kept.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import shipway
+from deploy_helpers import Load, register_doubler
+from serving_helpers import free_port, run_cli
+from shipway.deploy import control, records
+from shipway.deploy.analysis import Checks
+from shipway.errors import ConflictError, DeployError, NotFoundError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def environments(shipway_home: Path) -> Iterator[list[str]]:
+    """Environments the test starts; each is brought down afterwards, whatever happened."""
+    started: list[str] = []
+    yield started
+    for env in started:
+        try:
+            control.down(env, wait_s=60)
+        except Exception:  # best effort: kill what is left
+            dep = records.find_deployment(env)
+            if dep is not None and dep.agent_pid:
+                with __import__("contextlib").suppress(ProcessLookupError):
+                    os.kill(dep.agent_pid, signal.SIGKILL)
+
+
+def _deploy(uri: str, env: str, environments: list[str], **kw: object) -> records.DeploymentInfo:
+    if env not in environments:
+        environments.append(env)
+    return control.deploy(uri, env, **kw)  # type: ignore[arg-type]
+
+
+def _eventually(check: Callable[[], bool], within_s: float = 10) -> bool:
+    """Whether `check` holds within `within_s` (the agent reports every couple of seconds)."""
+    deadline = time.monotonic() + within_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _alias(name: str, alias: str) -> int:
+    return shipway.get_model_version(f"models:/{name}@{alias}").version
+
+
+def test_rolling_update_under_load_fails_no_request(environments: list[str]) -> None:
+    v1 = register_doubler("doubler")
+    v2 = register_doubler("doubler")
+    dep = _deploy(v1.uri, "staging", environments, replicas=2, port=free_port())
+    assert dep.live_version == 1 and dep.status == "running"
+    assert httpx.post(f"{dep.url}/predict", json=[{"x": 2.0}]).json()["predictions"] == [4.0]
+    with Load(dep.url) as load:
+        time.sleep(1)
+        after = control.deploy(v2.uri, "staging")
+        time.sleep(1)
+    assert after.live_version == 2
+    assert load.failed == 0, (load.statuses, load.errors[:3])
+    assert load.versions["1"] > 0 and load.versions["2"] > 0
+    assert _alias("doubler", "staging") == 2
+    shown = records.get_deployment("staging")
+    stable = shown.observed["stable"]
+    assert stable["version"] == 2 and len(stable["replicas"]) == 2
+    assert all(r["state"] == "ready" for r in stable["replicas"])
+    control.down("staging")
+    stopped = records.get_deployment("staging")
+    assert stopped.status == "stopped" and not stopped.agent_alive
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{dep.url}/-/healthy", timeout=2)
+
+
+def _rollout(
+    env: str, uri: str, environments: list[str], *, steps: str = "10,25,50,100", **checks: object
+) -> records.RolloutState:
+    from shipway.deploy.rollout import parse_steps
+
+    state = control.rollout_start(
+        uri, env, steps=parse_steps(steps), interval_s=3, checks=Checks(**checks)  # type: ignore[arg-type]
+    )
+    return control.wait_rollout(env, state.id, timeout_s=180)
+
+
+def test_a_canary_that_fails_requests_is_rolled_back_before_half(
+    environments: list[str],
+) -> None:
+    stable = register_doubler("credit")
+    canary = register_doubler("credit", fail_share=0.2)
+    dep = _deploy(stable.uri, "production", environments, port=free_port())
+    with Load(dep.url) as load:
+        final = _rollout("production", canary.uri, environments)
+        time.sleep(0.5)
+    assert final.status == "failed", final
+    assert "error rate" in (final.reason or "")
+    assert max(h["weight"] for h in final.history) < 50
+    # users saw failures only from the canary's share, for one analysis window
+    assert load.failed / load.total < 0.10, load.statuses
+    assert records.get_deployment("production").live_version == 1
+    assert _alias("credit", "production") == 1
+    assert _eventually(lambda: records.get_deployment("production").observed.get("canary") is None)
+    actions = [e.action for e in shipway.audit_log() if e.subject == "environment:production"]
+    assert "rollout.start" in actions and "rollout.failed" in actions
+
+
+def test_a_slow_canary_is_rolled_back_on_latency(environments: list[str]) -> None:
+    stable = register_doubler("credit")
+    canary = register_doubler("credit", delay=0.2)
+    dep = _deploy(stable.uri, "production", environments, port=free_port())
+    with Load(dep.url):
+        final = _rollout("production", canary.uri, environments)
+    assert final.status == "failed" and "p99" in (final.reason or ""), final
+    assert _alias("credit", "production") == 1
+
+
+def test_a_good_canary_is_promoted_and_the_alias_moves(environments: list[str]) -> None:
+    stable = register_doubler("credit")
+    canary = register_doubler("credit")
+    dep = _deploy(stable.uri, "production", environments, port=free_port())
+    with Load(dep.url) as load:
+        final = _rollout("production", canary.uri, environments, steps="20,pause,100")
+        assert final.status == "paused"
+        with pytest.raises(ConflictError, match="paused"):
+            _rollout("production", canary.uri, environments)
+        control_state = records.request_rollout("production", "promote")
+        assert control_state == final.id
+        final = control.wait_rollout("production", final.id, timeout_s=120, until_paused=False)
+        time.sleep(1)
+    assert final.status == "promoted", final
+    assert load.failed == 0, load.statuses
+    assert _alias("credit", "production") == 2
+    live = records.get_deployment("production")
+    assert live.live_version == 2 and live.version == 2
+    assert httpx.post(f"{dep.url}/predict", json=[{"x": 1.0}]).headers["x-shipway-version"] == "2"
+
+
+def test_a_killed_replica_is_replaced_and_records_survive_the_agent(
+    environments: list[str], shipway_home: Path
+) -> None:
+    v1 = register_doubler("doubler")
+    dep = _deploy(v1.uri, "staging", environments, replicas=2, port=free_port())
+    victim = dep.observed["stable"]["replicas"][0]
+    with Load(dep.url) as load:
+        os.kill(victim["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            replicas = records.get_deployment("staging").observed["stable"]["replicas"]
+            healed = [r for r in replicas if r["id"] == victim["id"]]
+            if healed and healed[0]["restarts"] == 1 and healed[0]["state"] == "ready":
+                break
+            assert time.monotonic() < deadline, replicas
+            time.sleep(0.5)
+    assert load.failed == 0, (load.statuses, load.errors[:3])
+    # the agent dies (its replicas with it); the records stay and bring it back
+    os.kill(dep.agent_pid or 0, signal.SIGKILL)
+    time.sleep(1)
+    listed = run_cli(shipway_home, "deployments", "list", "--json")
+    assert '"environment": "staging"' in listed.stdout
+    again = control.up("staging")
+    assert again.live_version == 1 and again.agent_pid != dep.agent_pid
+    assert httpx.post(f"{dep.url}/predict", json=[{"x": 1.5}]).json()["predictions"] == [3.0]
+
+
+def test_bad_deployments_change_nothing(environments: list[str]) -> None:
+    v1 = register_doubler("doubler")
+    with pytest.raises(NotFoundError, match="Version '7' of model 'doubler' not found"):
+        control.deploy("models:/doubler/7", "staging")
+    assert records.find_deployment("staging") is None
+    port = free_port()
+    dep = _deploy(v1.uri, "staging", environments, port=port)
+    broken = shipway.register_model(
+        __import__("serving_helpers").SlowModel(load_delay="not a number"),
+        "doubler",
+        input_example=__import__("pandas").DataFrame({"x": [1.0]}),
+    )
+    with pytest.raises(DeployError, match="could not convert"):
+        control.deploy(broken.uri, "staging", wait_s=120)
+    kept = records.get_deployment("staging")
+    assert kept.live_version == 1 and kept.version == 1 and kept.status == "running"
+    assert httpx.post(f"{dep.url}/predict", json=[{"x": 1.0}]).status_code == 200
+    with pytest.raises(DeployError, match=f"Port {port} .* in use"):
+        control.deploy(v1.uri, "other", port=port)
+    assert records.find_deployment("other") is None
