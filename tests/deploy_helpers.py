@@ -17,8 +17,9 @@ import shipway
 
 
 class Doubler(shipway.PythonModel):
-    """Doubles `x`. `delay`: seconds of sleep per call; `fail_share`: the share of inputs it
-    fails on (a model bug). The all-zero warm-up row is always fast and fine."""
+    """Doubles `x` (or multiplies it by `factor`). `delay`: seconds of sleep per call;
+    `fail_share`: the share of inputs it fails on (a model bug). The all-zero warm-up row is
+    always fast and fine."""
 
     def predict(self, data: Any) -> Any:
         x = data["x"].to_numpy(dtype=float)
@@ -27,7 +28,7 @@ class Doubler(shipway.PythonModel):
             share = float(self.params.get("fail_share", 0))
             if share and bool(((np.abs(x * 1000).astype(int) % 100) < share * 100).any()):
                 raise RuntimeError("the canary cannot handle this input")
-        return (x * 2).tolist()
+        return (x * float(self.params.get("factor", 2))).tolist()
 
 
 def register_doubler(name: str, **params: Any) -> shipway.ModelVersionInfo:

@@ -93,7 +93,11 @@ def _rollout(
     from shipway.deploy.rollout import parse_steps
 
     state = control.rollout_start(
-        uri, env, steps=parse_steps(steps), interval_s=3, checks=Checks(**checks)  # type: ignore[arg-type]
+        uri,
+        env,
+        steps=parse_steps(steps),
+        interval_s=3,
+        checks=Checks(**checks),  # type: ignore[arg-type]
     )
     return control.wait_rollout(env, state.id, timeout_s=180)
 
@@ -197,3 +201,63 @@ def test_bad_deployments_change_nothing(environments: list[str]) -> None:
     with pytest.raises(DeployError, match=f"Port {port} .* in use"):
         control.deploy(v1.uri, "other", port=port)
     assert records.find_deployment("other") is None
+
+
+def test_a_canary_whose_scores_move_fails_the_prediction_log_check(
+    environments: list[str],
+) -> None:
+    stable = register_doubler("credit")
+    canary = register_doubler("credit", factor=3)  # same errors and speed, other answers
+    dep = _deploy(stable.uri, "production", environments, port=free_port())
+    from shipway.deploy.rollout import parse_steps
+
+    with Load(dep.url):
+        state = control.rollout_start(
+            canary.uri, "production", steps=parse_steps("50,100"), interval_s=5,
+            checks=Checks(max_score_shift=0.2),
+        )  # fmt: skip
+        final = control.wait_rollout("production", state.id, timeout_s=120)
+    assert final.status == "failed", final
+    assert "score" in (final.reason or ""), final.reason
+    shift = final.history[-1]["measurements"]["score_shift"]
+    assert shift is not None and shift > 0.2  # mean of 2x vs 3x over x in (0, 1): about 0.5
+
+
+def test_the_cli_drives_a_deployment_and_a_rollout(
+    environments: list[str], shipway_home: Path
+) -> None:
+    import json
+
+    v1 = register_doubler("doubler")
+    v2 = register_doubler("doubler")
+    port = free_port()
+    environments.append("staging")
+    done = run_cli(
+        shipway_home, "deploy", v1.uri, "--env", "staging",
+        "--port", str(port), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "is live in staging" in done.stdout
+    listed = json.loads(run_cli(shipway_home, "deployments", "list", "--json").stdout)
+    assert [(d["environment"], d["live_version"]) for d in listed] == [("staging", 1)]
+    started = run_cli(
+        shipway_home, "rollout", "start", v2.uri, "--env", "staging", "--steps", "10,pause,100",
+        "--interval", "2s", "--wait", timeout=300,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert "paused" in started.stdout
+    status = json.loads(
+        run_cli(shipway_home, "rollout", "status", "--env", "staging", "--json").stdout
+    )
+    assert status["status"] == "paused" and status["weight"] == 10
+    again = run_cli(shipway_home, "rollout", "start", v2.uri, "--env", "staging")
+    assert again.returncode == 3 and "is paused in staging" in again.stderr
+    aborted = run_cli(shipway_home, "rollout", "abort", "--env", "staging")
+    assert aborted.returncode == 0, aborted.stderr
+    assert _eventually(lambda: records.latest_rollout("staging").status == "aborted")  # type: ignore[union-attr]
+    shown = run_cli(shipway_home, "deployments", "show", "staging")
+    assert "aborted" in shown.stdout and "models:/doubler/1" in shown.stdout
+    bad = run_cli(shipway_home, "rollout", "start", v2.uri, "--env", "staging", "--steps", "5,2")
+    assert bad.returncode == 2 and "above the previous" in bad.stderr
+    down = run_cli(shipway_home, "deployments", "down", "staging")
+    assert down.returncode == 0 and "Stopped staging" in down.stdout

@@ -18,6 +18,9 @@ from shipway.store.tables import Base
 EXPECTED_TABLES = {
     "alembic_version",
     "aliases",
+    "api_tokens",
+    "approval_policies",
+    "approvals",
     "audit_events",
     "datasets",
     "deployments",
@@ -34,6 +37,7 @@ EXPECTED_TABLES = {
     "run_inputs",
     "runs",
     "tags",
+    "users",
 }
 
 

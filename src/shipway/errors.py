@@ -6,6 +6,8 @@
     │   ├── MalformedRequestError  a body that is not the JSON it claims to be (HTTP 400)
     │   └── PayloadTooLargeError   a body over the server's limit (HTTP 413)
     ├── UnauthorizedError      no valid API key or token (exit 5, HTTP 401)
+    ├── ForbiddenError         the user's role does not allow the action (exit 9, HTTP 403)
+    │   └── ApprovalRequiredError  the environment needs an approval for this version first
     ├── OverloadedError        the server is saturated; retry later (HTTP 503)
     ├── ConflictError          the request clashes with the store's state (exit 3, HTTP 409)
     ├── DeployError            model-server replicas could not be started or kept up (exit 8)
@@ -74,6 +76,15 @@ class PayloadTooLargeError(InvalidInputError):
 class UnauthorizedError(ShipwayError):
     exit_code = 5
     http_status = 401
+
+
+class ForbiddenError(ShipwayError):
+    exit_code = 9
+    http_status = 403
+
+
+class ApprovalRequiredError(ForbiddenError):
+    pass
 
 
 class OverloadedError(ShipwayError):
