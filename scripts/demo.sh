@@ -41,6 +41,19 @@ shipway monitor run models:/credit@champion --window 1h --target default \
   --output reports/monitor.html --json reports/monitor.json
 echo "Open $(pwd)/reports/monitor.html in a browser for the per-feature plots."
 
+# Production takes only approved versions, and nobody approves their own request. The data
+# scientist running this demo asks; a second person, alice, approves.
+me=${SHIPWAY_ACTOR:-$(id -un)}
+approval_id() { python -c 'import json, sys; print(json.load(sys.stdin)["id"])'; }
+
+step "Four eyes: ${me} asks to put the champion in production, alice approves"
+approval=$(shipway approvals request models:/credit@champion --env production \
+  --comment "first release of the credit model" --json | approval_id)
+echo "${me} requested approval ${approval}. Approving it themselves is refused:"
+shipway approvals approve "$approval" || true
+echo "alice approves it:"
+SHIPWAY_ACTOR=alice shipway approvals approve "$approval" --comment "metrics and monitoring reviewed"
+
 step "Deploy the champion to staging and production (model servers behind a gateway)"
 staging=${SHIPWAY_DEMO_STAGING_PORT:-8101}
 production=${SHIPWAY_DEMO_PRODUCTION_PORT:-8102}
@@ -53,6 +66,11 @@ step "Train a second version and canary it into production, under traffic"
 log=$(mktemp)
 python train.py --learning-rate 0.1 --max-iter 200 | tee "$log"
 candidate=$(grep -o "models:/credit/[0-9]*" "$log" | head -n1); rm -f "$log"
+echo "The canary needs its own approval: ${me} asks, alice approves."
+approval=$(shipway approvals request "$candidate" --env production \
+  --comment "retrained with a higher learning rate" --json | approval_id)
+SHIPWAY_ACTOR=alice shipway approvals approve "$approval" --comment "canary it"
+shipway approvals list --env production
 python request.py --url "http://127.0.0.1:$production" --duration 45 --concurrency 4 >/dev/null &
 traffic=$!
 shipway rollout start "$candidate" --env production --steps 10,50,100 --interval 10s --wait

@@ -223,11 +223,14 @@ def serve_env(home: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run `python -m shipway.cli ARGS` to completion."""
+def run_cli(
+    home: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m shipway.cli ARGS` to completion; `env` adds to the environment (for
+    example SHIPWAY_ACTOR, to act as another person)."""
     return subprocess.run(
         [sys.executable, "-m", "shipway.cli", *args],
-        env=serve_env(home),
+        env=serve_env(home) | (env or {}),
         capture_output=True,
         text=True,
         timeout=timeout,

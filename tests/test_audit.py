@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import pwd
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,10 @@ import sqlalchemy as sa
 from sklearn.linear_model import LogisticRegression
 
 import shipway
+from serving_helpers import run_cli
 from shipway import AuditEntry
 from shipway.client import get_client
-from shipway.governance.audit import entry_hash
+from shipway.governance.audit import GENESIS, entry_hash, export
 from shipway.store.tables import AuditEvent
 
 
@@ -340,3 +343,186 @@ def test_shipway_actor_overrides_the_os_user(
     assert version.created_by == "alice@example.com"
     assert run_actor == "alice@example.com"
     assert shipway.verify_audit(client=backend).ok
+
+
+# =============================================================================
+# Sources (the client address behind a change) and `as_user` views
+# =============================================================================
+
+
+def _old_entry_hash(e: AuditEntry, prev: str) -> str:
+    """The hash exactly as entries were hashed before sources existed."""
+    body = {
+        "seq": e.seq,
+        "time": e.time.isoformat(timespec="microseconds"),
+        "actor": e.actor,
+        "action": e.action,
+        "subject": e.subject,
+        "before": e.before,
+        "after": e.after,
+        "prev": prev,
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_entries_without_a_source_hash_exactly_as_before(backend: shipway.Client) -> None:
+    entries = _changes(backend)
+
+    prev = GENESIS
+    for e in entries:
+        assert e.source is None
+        assert e.hash == _old_entry_hash(e, prev)
+        prev = e.hash
+    assert shipway.verify_audit(client=backend).ok
+
+
+def test_an_as_user_view_audits_every_change_with_its_user_and_source(
+    backend: shipway.Client,
+) -> None:
+    shipway.register_model(_model(), "credit", client=backend)  # locally: no source
+    view = backend.as_user("bob", source="10.1.2.3")
+
+    entries = _changes(view)
+
+    assert view.store is backend.store and view.artifacts is backend.artifacts
+    assert (backend.actor, backend.source) != ("bob", "10.1.2.3")
+    local, viewed = entries[:2], entries[2:]
+    assert [(e.action, e.actor, e.source) for e in local] == [
+        ("model.create", backend.actor, None),
+        ("model.register", backend.actor, None),
+    ]
+    assert {(e.actor, e.source) for e in viewed} == {("bob", "10.1.2.3")}
+    assert shipway.get_model_version("models:/credit/2", client=backend).created_by == "bob"
+    assert shipway.get_run(viewed[1].subject.removeprefix("run:"), client=backend).actor == "bob"
+    for e, prev in zip(viewed, entries[1:], strict=False):
+        with_source = entry_hash(
+            e.seq, e.time, e.actor, e.action, e.subject, e.before, e.after, prev.hash, e.source
+        )
+        assert e.hash == with_source != _old_entry_hash(e, prev.hash)
+    assert shipway.verify_audit(client=backend).ok
+
+
+def test_every_audited_write_goes_through_client_write() -> None:
+    # `Client.write()` is what carries an as_user view's source; a direct `store.write(...)`
+    # would silently drop it.
+    src = Path(shipway.__file__).parent
+    direct = [
+        f"{path.relative_to(src)}:{n}"
+        for path in src.rglob("*.py")
+        if path.name != "client.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "store.write(" in line
+    ]
+    assert direct == []
+
+
+@pytest.mark.parametrize(
+    ("seq_of", "value"),
+    [("sourced", "10.9.9.9"), ("sourced", None), ("local", "10.1.2.3")],
+)
+def test_editing_a_source_breaks_the_chain(
+    backend: shipway.Client, seq_of: str, value: str | None
+) -> None:
+    shipway.register_model(_model(), "credit", client=backend)
+    shipway.register_model(_model(), "credit", client=backend.as_user("bob", "10.1.2.3"))
+    shipway.register_model(_model(), "credit", client=backend)
+    entries = _history(backend)
+    sourced = next(e for e in entries if e.source is not None)
+    target = sourced if seq_of == "sourced" else entries[0]
+
+    _execute(
+        backend,
+        "UPDATE audit_events SET source = :value WHERE seq = :seq",
+        value=value,
+        seq=target.seq,
+    )
+    report = shipway.verify_audit(client=backend)
+
+    assert not report.ok
+    assert report.first_bad_seq == target.seq
+    assert "altered" in (report.problem or "")
+
+
+# =============================================================================
+# Export (JSON Lines)
+# =============================================================================
+
+EXPORT_FIELDS = [
+    "seq",
+    "time",
+    "actor",
+    "source",
+    "action",
+    "subject",
+    "before",
+    "after",
+    "prev_hash",
+    "hash",
+]
+
+
+def _recheck(lines: list[dict[str, Any]], prev: str = GENESIS) -> None:
+    """Re-verify an exported chain from the lines alone."""
+    for line in lines:
+        assert list(line) == EXPORT_FIELDS
+        assert line["prev_hash"] == prev
+        recomputed = entry_hash(
+            line["seq"],
+            datetime.fromisoformat(line["time"]),
+            line["actor"],
+            line["action"],
+            line["subject"],
+            line["before"],
+            line["after"],
+            line["prev_hash"],
+            line["source"],
+        )
+        assert recomputed == line["hash"]
+        prev = line["hash"]
+
+
+def test_export_writes_the_chain_as_json_lines(backend: shipway.Client, tmp_path: Path) -> None:
+    _changes(backend)
+    _changes(backend.as_user("bob", "10.1.2.3"))
+    entries = _history(backend)
+    path = tmp_path / "audit.jsonl"
+
+    written = export(path, client=backend)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    stream = io.StringIO()
+    tail = export(stream, since_seq=5, client=backend)
+
+    assert written == len(entries) == len(lines)
+    assert [line["seq"] for line in lines] == [e.seq for e in entries]
+    assert [line["hash"] for line in lines] == [e.hash for e in entries]
+    assert [(line["actor"], line["source"]) for line in lines] == [
+        (e.actor, e.source) for e in entries
+    ]
+    _recheck(lines)
+    assert stream.getvalue() == "".join(f"{line}\n" for line in path.read_text().splitlines()[5:])
+    assert tail == len(entries) - 5
+    assert export(io.StringIO(), since_seq=len(entries), client=backend) == 0
+
+
+def test_audit_export_cli(shipway_home: Path, tmp_path: Path) -> None:
+    client = shipway.Client()
+    try:
+        _changes(client.as_user("bob", "10.1.2.3"))
+        entries = _history(client)
+    finally:
+        client.store.close()
+    out_file = tmp_path / "audit.jsonl"
+
+    everything = run_cli(shipway_home, "audit", "export")
+    since = run_cli(shipway_home, "audit", "export", "--since", "3", "-o", str(out_file))
+    verified = run_cli(shipway_home, "audit", "verify")
+
+    assert everything.returncode == since.returncode == verified.returncode == 0, since.stderr
+    lines = [json.loads(line) for line in everything.stdout.splitlines()]
+    assert [line["hash"] for line in lines] == [e.hash for e in entries]
+    _recheck(lines)
+    later = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert later == lines[3:]
+    _recheck(later, prev=lines[2]["hash"])
+    assert f"Exported {len(entries) - 3} audit entries" in since.stdout

@@ -156,3 +156,20 @@ def test_audit_log_and_verify_detects_tampering(
     broken = cli("audit", "verify", check=False)
     assert broken.returncode == 4
     assert f"entry {target}" in broken.stderr and "altered" in broken.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["models", "list", "--bogus"], "No such option: --bogus"),
+        (["models", "alias"], "Missing argument"),
+        (["nonsense"], "No such command 'nonsense'"),
+    ],
+)
+def test_usage_errors_are_short_and_exit_2(
+    shipway_home: Path, args: list[str], expected: str
+) -> None:
+    result = cli(*args, check=False)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

@@ -22,7 +22,8 @@ from deploy_helpers import Load, register_doubler
 from serving_helpers import free_port, run_cli
 from shipway.deploy import control, records
 from shipway.deploy.analysis import Checks
-from shipway.errors import ConflictError, DeployError, NotFoundError
+from shipway.errors import ApprovalRequiredError, ConflictError, DeployError, NotFoundError
+from shipway.governance.approvals import approve, request_approval, set_policy
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +61,22 @@ def _eventually(check: Callable[[], bool], within_s: float = 10) -> bool:
 
 def _alias(name: str, alias: str) -> int:
     return shipway.get_model_version(f"models:/{name}@{alias}").version
+
+
+def _approved(uri: str, env: str) -> None:
+    """Request `uri` for `env` as this test's actor and approve it as a second person."""
+    asked = request_approval(uri, env, comment="e2e")
+    approver = shipway.Client(shipway.Settings(actor=f"not-{asked.requested_by}"))
+    try:
+        approve(asked.id, client=approver)
+    finally:
+        approver.store.close()
+
+
+@pytest.fixture
+def open_production(shipway_home: Path) -> None:
+    """Production without approvals, for the tests about rollouts rather than approvals."""
+    set_policy("production", "none")
 
 
 def test_rolling_update_under_load_fails_no_request(environments: list[str]) -> None:
@@ -102,6 +119,7 @@ def _rollout(
     return control.wait_rollout(env, state.id, timeout_s=180)
 
 
+@pytest.mark.usefixtures("open_production")
 def test_a_canary_that_fails_requests_is_rolled_back_before_half(
     environments: list[str],
 ) -> None:
@@ -123,6 +141,7 @@ def test_a_canary_that_fails_requests_is_rolled_back_before_half(
     assert "rollout.start" in actions and "rollout.failed" in actions
 
 
+@pytest.mark.usefixtures("open_production")
 def test_a_slow_canary_is_rolled_back_on_latency(environments: list[str]) -> None:
     stable = register_doubler("credit")
     canary = register_doubler("credit", delay=0.2)
@@ -136,8 +155,16 @@ def test_a_slow_canary_is_rolled_back_on_latency(environments: list[str]) -> Non
 def test_a_good_canary_is_promoted_and_the_alias_moves(environments: list[str]) -> None:
     stable = register_doubler("credit")
     canary = register_doubler("credit")
+    with pytest.raises(ApprovalRequiredError):
+        _deploy(stable.uri, "production", environments, port=free_port())
+    _approved(stable.uri, "production")
     dep = _deploy(stable.uri, "production", environments, port=free_port())
+    # the agent moves the alias once the version is live: the consequence of the approval
+    assert _eventually(lambda: shipway.list_models()[0].aliases.get("production") == 1)
     with Load(dep.url) as load:
+        with pytest.raises(ApprovalRequiredError, match="models:/credit/2"):
+            _rollout("production", canary.uri, environments, steps="20,pause,100")
+        _approved(canary.uri, "production")  # four eyes, then the canary may start
         final = _rollout("production", canary.uri, environments, steps="20,pause,100")
         assert final.status == "paused"
         with pytest.raises(ConflictError, match="paused"):
@@ -152,6 +179,15 @@ def test_a_good_canary_is_promoted_and_the_alias_moves(environments: list[str]) 
     live = records.get_deployment("production")
     assert live.live_version == 2 and live.version == 2
     assert httpx.post(f"{dep.url}/predict", json=[{"x": 1.0}]).headers["x-shipway-version"] == "2"
+    # which version is live, and who let it there
+    story = shipway.lineage("models:/credit@production")
+    assert story["model"]["version"] == 2 and story["live_in"] == ["production"]
+    assert [(a["environment"], a["status"]) for a in story["approvals"]] == [
+        ("production", "approved")
+    ]
+    assert story["approvals"][0]["decided_by"] != story["approvals"][0]["requested_by"]
+    old = shipway.lineage("models:/credit/1")
+    assert old["live_in"] == [] and old["deployments"][0]["live_version"] == 2
 
 
 def test_a_killed_replica_is_replaced_and_records_survive_the_agent(
@@ -162,6 +198,15 @@ def test_a_killed_replica_is_replaced_and_records_survive_the_agent(
     victim = dep.observed["stable"]["replicas"][0]
     with Load(dep.url) as load:
         os.kill(victim["pid"], signal.SIGKILL)
+        killed = time.monotonic()
+
+        def routed() -> bool:
+            status = httpx.get(f"{dep.url}/-/status", timeout=5).json()
+            return any(victim["url"] in t["urls"] for t in status["tracks"])
+
+        assert _eventually(lambda: not routed(), within_s=10)
+        # out of the gateway within one health interval (1 s), give or take a busy machine
+        assert time.monotonic() - killed < 3.0
         deadline = time.monotonic() + 60
         while True:
             replicas = records.get_deployment("staging").observed["stable"]["replicas"]
@@ -203,6 +248,7 @@ def test_bad_deployments_change_nothing(environments: list[str]) -> None:
     assert records.find_deployment("other") is None
 
 
+@pytest.mark.usefixtures("open_production")
 def test_a_canary_whose_scores_move_fails_the_prediction_log_check(
     environments: list[str],
 ) -> None:
@@ -261,3 +307,38 @@ def test_the_cli_drives_a_deployment_and_a_rollout(
     assert bad.returncode == 2 and "above the previous" in bad.stderr
     down = run_cli(shipway_home, "deployments", "down", "staging")
     assert down.returncode == 0 and "Stopped staging" in down.stdout
+
+
+@pytest.mark.timeout(900)
+def test_the_container_runtime_serves_the_built_image(
+    environments: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import subprocess
+
+    from serving_helpers import records as as_records
+    from serving_helpers import train_credit
+    from shipway.packaging.build import build_image
+    from shipway.packaging.engines import EngineConfig, find_engine
+
+    if shutil.which("podman") is None:  # `make test` installs it: a bare run must not pass
+        pytest.fail("podman is missing; run `make test` or scripts/install-system-deps.sh.")
+    # what podman needs on the CI machines (see tests/test_packaging_e2e.py)
+    monkeypatch.setenv("SHIPWAY_ENGINE_BUILD_ARGS", "--isolation chroot --network host")
+    monkeypatch.setenv(
+        "SHIPWAY_ENGINE_RUN_ARGS",
+        "--runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1000:1000",
+    )
+    version, _model, frame = train_credit()
+    with pytest.raises(Exception, match="no inference image yet"):
+        control.deploy(version.uri, "staging", runtime="container")
+    build_image(version.uri, find_engine(EngineConfig.load(name="podman")))
+    dep = _deploy(version.uri, "staging", environments, runtime="container", port=free_port())
+    assert dep.runtime == "container" and dep.image is not None
+    body = httpx.post(f"{dep.url}/predict", json=as_records(frame.head(3)), timeout=30).json()
+    assert len(body["predictions"]) == 3 and body["version"] == 1
+    control.down("staging")
+    left = subprocess.run(
+        ["podman", "ps", "--format", "{{.Names}}"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "credit-v1" not in left

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     )
     from shipway.flavors import LoadedModel, PythonModel
     from shipway.governance.audit import VerifyReport, audit_log, verify_audit
+    from shipway.governance.lineage import lineage
     from shipway.monitoring.monitor import monitor
     from shipway.monitoring.result import MonitorResult
     from shipway.records import (
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
         RegisteredModelInfo,
         RunInfo,
     )
-    from shipway.registry.lineage import lineage
     from shipway.registry.registry import (
         archive_version,
         delete_alias,
@@ -87,7 +87,7 @@ _LAZY = {
     "get_model_version": "shipway.registry.registry",
     "get_run": "shipway.tracking",
     "infer_signature": "shipway.types",
-    "lineage": "shipway.registry.lineage",
+    "lineage": "shipway.governance.lineage",
     "list_models": "shipway.registry.registry",
     "list_runs": "shipway.tracking",
     "list_versions": "shipway.registry.registry",

@@ -2,11 +2,16 @@
 
 Module-level functions (`shipway.start_run`, `shipway.register_model`, ...) use the default
 client for the current settings; pass a `Client` around explicitly to work with several stores.
+
+Every audited change goes through `Client.write()`, so the audit entry names the client's actor
+and source. The team server serves each request through `client.as_user(user, source)`.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
+from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -14,13 +19,14 @@ from shipway.artifacts import ArtifactStore
 from shipway.config import Settings
 
 if TYPE_CHECKING:
-    from shipway.store import Store
+    from shipway.store import Store, Transaction
 
 
 class Client:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         self.actor = self.settings.actor
+        self.source: str | None = None
 
     @cached_property
     def store(self) -> Store:
@@ -35,6 +41,21 @@ class Client:
         return ArtifactStore(
             self.settings.resolved_artifact_url, self.settings.artifact_options or None
         )
+
+    def write(self) -> AbstractContextManager[Transaction]:
+        """A unit of work on the store, audited as this client's actor and source."""
+        return self.store.write(self.actor, self.source)
+
+    def as_user(self, user: str, source: str | None = None) -> Client:
+        """A view of the same store and artefacts whose writes are audited as `user`, `source`.
+
+        Cheap enough to make per request: it shares this client's engine and artefact store
+        (nothing is opened or migrated), and closing the store closes it for both.
+        """
+        view = copy.copy(self)
+        view.__dict__.update(store=self.store, artifacts=self.artifacts)
+        view.actor, view.source = user, source
+        return view
 
 
 _lock = threading.Lock()

@@ -107,6 +107,7 @@ class AuditEntry(_Record):
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     hash: str
+    source: str | None = None  # the client address, for changes made through the server
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,19 @@ import sys
 
 import typer
 
-from shipway.cli import audit, build, deploy, models, monitor, runs, serve
+from shipway.cli import (
+    approvals,
+    audit,
+    build,
+    deploy,
+    k8s,
+    models,
+    monitor,
+    runs,
+    serve,
+    server,
+    users,
+)
 
 
 def create_app() -> typer.Typer:
@@ -20,13 +32,19 @@ def create_app() -> typer.Typer:
     app.add_typer(runs.app, name="runs")
     app.add_typer(models.app, name="models")
     app.add_typer(audit.app, name="audit")
+    app.add_typer(approvals.app, name="approvals")
     app.add_typer(monitor.app, name="monitor")
     app.add_typer(deploy.deployments, name="deployments")
     app.add_typer(deploy.rollout, name="rollout")
+    app.add_typer(k8s.app, name="k8s")
+    app.add_typer(users.users, name="users")
+    app.add_typer(users.tokens, name="tokens")
     app.command("serve")(serve.serve)
+    app.command("server")(server.server)
     app.command("build")(build.build)
     app.command("run-image")(build.run_image)
     app.command("deploy")(deploy.deploy)
+    app.command("lineage")(models.lineage)
 
     @app.command()
     def version() -> None:

@@ -67,12 +67,29 @@ def run_cli(app: typer.Typer) -> int:
         err_console.print("[red]Interrupted.[/red]")
         return 130
     except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show(file=sys.stderr)
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        usage, abort = _click_errors()
+        if isinstance(exc, usage):
+            exc.show(file=sys.stderr)  # type: ignore[attr-defined]
+            return int(exc.exit_code)  # type: ignore[attr-defined]
+        if isinstance(exc, abort):
             return 1
         raise
     return code if isinstance(code, int) else 0
+
+
+def _click_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """Click's usage-error and abort classes: typer >= 0.22 vendors its own click
+    (``typer._click``), older typer uses the click package; either may raise."""
+    import importlib
+
+    usage: list[type[Exception]] = []
+    abort: list[type[Exception]] = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        usage.append(module.ClickException)
+        if hasattr(module, "Abort"):
+            abort.append(module.Abort)
+    return tuple(usage), tuple(abort)

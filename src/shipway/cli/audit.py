@@ -1,8 +1,9 @@
-"""`shipway audit log|verify`."""
+"""`shipway audit log|verify|export`."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -46,11 +47,21 @@ def log(
     if as_json:
         print_json([e.to_dict() for e in entries])
         return
+    # The source column appears once changes arrive through the team server.
+    sourced = any(e.source for e in entries)
     table(
         "Audit log",
-        ["#", "time", "actor", "action", "subject", "change"],
+        ["#", "time", "actor", *(["source"] if sourced else []), "action", "subject", "change"],
         [
-            (e.seq, e.time, e.actor, e.action, e.subject, _change(e.before, e.after))
+            (
+                e.seq,
+                e.time,
+                e.actor,
+                *([e.source] if sourced else []),
+                e.action,
+                e.subject,
+                _change(e.before, e.after),
+            )
             for e in entries
         ],
     )
@@ -73,3 +84,22 @@ def verify(as_json: bool = JSON_OPTION) -> None:
         )
     if not report.ok:
         raise typer.Exit(4)
+
+
+@app.command()
+def export(
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to this file instead of standard output."
+    ),
+    since: int | None = typer.Option(
+        None, "--since", min=0, help="Only entries after this seq (the last one exported)."
+    ),
+) -> None:
+    """Write the audit log as JSON Lines, oldest first, with the hashes to re-check the chain."""
+    import sys
+
+    from shipway.governance.audit import export as write
+
+    count = write(output if output is not None else sys.stdout, since_seq=since)
+    if output is not None:
+        console.print(f"Exported {count} audit entries to {output}.")

@@ -173,7 +173,7 @@ def card(
 
 @app.command()
 def lineage(uri: str = URI, as_json: bool = JSON_OPTION) -> None:
-    """What made this version: run, code commit, datasets, environment, alias history."""
+    """Where this version is live, and what made it: run, code, datasets, approvals."""
     from rich.tree import Tree
 
     from shipway import lineage as get_lineage
@@ -236,4 +236,26 @@ def lineage(uri: str = URI, as_json: bool = JSON_OPTION) -> None:
         if h["action"] == "alias.delete":
             move = f"{h['from']} → deleted"
         hist.add(f"{h['time'][:19]}  {h['subject']}  {move}  by {h['actor']}")
+    deps = tree.add("deployments")
+    for d in data.get("deployments", []):
+        here = "[green]this version[/]" if d["this_version"] else f"version {d['live_version']}"
+        deps.add(
+            f"{d['environment']}: {here} since {d['since'][:19]} ({d['status']}, {d['url']})"
+        )
+    approvals = tree.add("approvals")
+    for a in data.get("approvals", []):
+        by = f"policy {a['policy']}" if a.get("policy") else f"by {a.get('decided_by') or '-'}"
+        approvals.add(
+            f"{a['environment']}: {a['status']} {by} (asked by {a['requested_by']}, "
+            f"{str(a['requested_at'])[:19]})"
+        )
+    mon = data.get("monitoring")
+    if mon:
+        drifted = ", ".join(mon["drifted_features"]) or "none"
+        tree.add(
+            f"monitoring: {mon['time'][:19]} on version {mon['version']}, {mon['rows']} rows; "
+            f"drifted: {drifted}; worst alert: {mon['worst_alert'] or 'none'}"
+        )
+    else:
+        tree.add("monitoring: [dim]no result yet[/dim]")
     console.print(tree)

@@ -255,10 +255,18 @@ class Agent:
             await self._drain_and_stop(old)
 
     def _move_alias(self, version: int) -> None:
+        """Point the environment's alias at what it now serves. The deployment or rollout
+        that got here was checked for approval when it started (`control`), so this move,
+        its consequence, is not checked again."""
         from shipway.registry.registry import set_alias
 
         try:
-            set_alias(f"models:/{self.model}/{version}", self.environment, client=self.client)
+            set_alias(
+                f"models:/{self.model}/{version}",
+                self.environment,
+                client=self.client,
+                approved=True,
+            )
         except ShipwayError as exc:  # an environment name that is no valid alias
             log.warning("alias %s not moved: %s", self.environment, exc)
 

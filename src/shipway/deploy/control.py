@@ -19,6 +19,7 @@ from shipway.deploy.analysis import Checks
 from shipway.deploy.records import DeploymentInfo
 from shipway.deploy.rollout import RolloutState, Step, new_rollout
 from shipway.errors import ConflictError, DeployError, InvalidInputError
+from shipway.governance.approvals import check_approved
 from shipway.registry.registry import get_model_version
 
 __all__ = ["deploy", "down", "rollout_start", "up", "wait_rollout"]
@@ -83,13 +84,18 @@ def deploy(
     client: Client | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> DeploymentInfo:
-    """Run ``uri`` in ``environment``: start it, or roll the running version over to it."""
+    """Run ``uri`` in ``environment``: start it, or roll the running version over to it.
+
+    An environment whose policy requires approval takes only an approved version
+    (ApprovalRequiredError, before anything is written).
+    """
     client = client or get_client()
     if runtime not in ("process", "container"):
         raise InvalidInputError(f"Unknown runtime '{runtime}'.", "Use process or container.")
     if replicas is not None and replicas < 1:
         raise InvalidInputError("--replicas must be at least 1.")
     version = get_model_version(uri, client=client)  # an unknown version fails here
+    check_approved(environment, version.name, version.version, client=client)
     if runtime == "container" and image is None:
         image = _latest_image(version.uri, client)
     current = records.find_deployment(environment, client=client)
@@ -184,9 +190,7 @@ def _wait_deployed(
         time.sleep(0.25)
 
 
-def up(
-    environment: str, *, wait_s: float = 300.0, client: Client | None = None
-) -> DeploymentInfo:
+def up(environment: str, *, wait_s: float = 300.0, client: Client | None = None) -> DeploymentInfo:
     """Start a stopped environment again from its records (after `down`, a crash, a reboot)."""
     client = client or get_client()
     dep = records.get_deployment(environment, client=client)
@@ -227,8 +231,14 @@ def rollout_start(
     checks: Checks | None = None,
     client: Client | None = None,
 ) -> RolloutState:
+    """Start a canary of ``uri`` against the running stable version of ``environment``.
+
+    The canary version needs an approval where the environment's policy requires one; the
+    alias the agent moves on promotion follows from that approval.
+    """
     client = client or get_client()
     version = get_model_version(uri, client=client)
+    check_approved(environment, version.name, version.version, client=client)
     dep = records.get_deployment(environment, client=client)
     if not dep.agent_alive or dep.live_version is None:
         raise ConflictError(

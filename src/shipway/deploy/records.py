@@ -132,7 +132,7 @@ def request_deployment(
 ) -> None:
     """Record what should run in ``environment`` (the agent makes it so)."""
     client = client or get_client()
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         row = tx.session.get(t.Deployment, environment)
         before = None
         now = utcnow()
@@ -184,7 +184,7 @@ def report(
     set_version: int | None = None,
 ) -> None:
     """The agent's report. Status and live-version changes are audited; heartbeats are not."""
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         row = tx.session.get(t.Deployment, environment)
         if row is None:
             return
@@ -240,7 +240,7 @@ def latest_rollout(environment: str, *, client: Client | None = None) -> Rollout
 def start_rollout(state: RolloutState, *, client: Client | None = None) -> None:
     """Record a new rollout; refused while another one is active in the environment."""
     client = client or get_client()
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         running = tx.session.scalar(
             select(t.Rollout).where(
                 t.Rollout.environment == state.environment, t.Rollout.status.in_(ACTIVE)
@@ -279,7 +279,7 @@ def save_rollout(
     state: RolloutState, *, client: Client, previous: RolloutState | None = None
 ) -> None:
     """Store the controller's state; a new status or step is an audit event."""
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         row = tx.session.get_one(t.Rollout, state.id)
         row.state = state.model_dump(mode="json")
         row.status = state.status
@@ -310,7 +310,7 @@ def save_rollout(
 def request_rollout(environment: str, request: str, *, client: Client | None = None) -> str:
     """Ask the agent to ``promote``, ``promote-full`` or ``abort`` the active rollout."""
     client = client or get_client()
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         row = tx.session.scalar(
             select(t.Rollout)
             .where(t.Rollout.environment == environment, t.Rollout.status.in_(ACTIVE))
@@ -328,7 +328,7 @@ def take_request(rollout_id: str, *, client: Client) -> str | None:
     with client.store.read() as session:  # the common case, without the write lock
         if session.scalar(select(t.Rollout.request).where(t.Rollout.id == rollout_id)) is None:
             return None
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         row = tx.session.get(t.Rollout, rollout_id)
         if row is None or row.request is None:
             return None
@@ -337,7 +337,7 @@ def take_request(rollout_id: str, *, client: Client) -> str | None:
 
 
 def mark_stopped(environment: str, *, client: Client) -> None:
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         row = tx.session.get(t.Deployment, environment)
         if row is not None and row.status != "stopped":
             tx.audit("deploy.stop", f"environment:{environment}", {"status": row.status}, None)

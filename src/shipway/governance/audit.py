@@ -2,15 +2,23 @@
 
 Each entry's hash covers its own fields and the previous entry's hash, so editing, deleting
 or reordering any entry breaks the chain from that point on; `verify` names the first break.
+
+An entry's `source` (the client address, for changes made through the team server) is hashed
+only when it is set, so entries written before sources existed hash, and verify, as they did.
+`export` writes the chain as JSON Lines carrying everything needed to re-check it elsewhere.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -31,8 +39,9 @@ def entry_hash(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
     prev_hash: str,
+    source: str | None = None,
 ) -> str:
-    body = {
+    body: dict[str, Any] = {
         "seq": seq,
         "time": utc(time).isoformat(timespec="microseconds"),
         "actor": actor,
@@ -42,6 +51,8 @@ def entry_hash(
         "after": after,
         "prev": prev_hash,
     }
+    if source is not None:
+        body["source"] = source
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -53,6 +64,8 @@ def append_event(
     subject: str,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
+    *,
+    source: str | None = None,
 ) -> AuditEvent:
     """Append one entry. The caller holds the store's write lock, so the chain stays linear."""
     last = session.execute(
@@ -62,6 +75,7 @@ def append_event(
     # Round-trip JSON now so the hash covers exactly what the database will give back.
     before = json.loads(json.dumps(before, default=str)) if before is not None else None
     after = json.loads(json.dumps(after, default=str)) if after is not None else None
+    source = source[:100] if source is not None else None  # the column's width
     now = utcnow()
     event = AuditEvent(
         seq=seq,
@@ -72,7 +86,8 @@ def append_event(
         before=before,
         after=after,
         prev_hash=prev,
-        hash=entry_hash(seq, now, actor, action, subject, before, after, prev),
+        hash=entry_hash(seq, now, actor, action, subject, before, after, prev, source),
+        source=source,
     )
     session.add(event)
     session.flush()
@@ -106,7 +121,15 @@ def verify(session: Session) -> VerifyReport:
                 f"entry {ev.seq} does not follow entry {ev.seq - 1}: removed or reordered",
             )
         recomputed = entry_hash(
-            ev.seq, ev.time, ev.actor, ev.action, ev.subject, ev.before, ev.after, ev.prev_hash
+            ev.seq,
+            ev.time,
+            ev.actor,
+            ev.action,
+            ev.subject,
+            ev.before,
+            ev.after,
+            ev.prev_hash,
+            ev.source,
         )
         if recomputed != ev.hash:
             return VerifyReport(False, checked, ev.seq, f"entry {ev.seq} ({ev.action}) was altered")
@@ -131,7 +154,9 @@ def audit_log(
             query = query.where(AuditEvent.subject.startswith(subject, autoescape=True))
         rows = list(session.scalars(query))
     return [
-        AuditEntry(e.seq, utc(e.time), e.actor, e.action, e.subject, e.before, e.after, e.hash)
+        AuditEntry(
+            e.seq, utc(e.time), e.actor, e.action, e.subject, e.before, e.after, e.hash, e.source
+        )
         for e in reversed(rows)
     ]
 
@@ -143,3 +168,70 @@ def verify_audit(*, client: Any = None) -> VerifyReport:
     client = client or get_client()
     with client.store.read() as session:
         return verify(session)
+
+
+def export_line(ev: AuditEvent) -> str:
+    """One entry as a JSON line, its `time` exactly as hashed so the chain can be re-checked."""
+    return json.dumps(
+        {
+            "seq": ev.seq,
+            "time": utc(ev.time).isoformat(timespec="microseconds"),
+            "actor": ev.actor,
+            "source": ev.source,
+            "action": ev.action,
+            "subject": ev.subject,
+            "before": ev.before,
+            "after": ev.after,
+            "prev_hash": ev.prev_hash,
+            "hash": ev.hash,
+        },
+        separators=(",", ":"),
+        default=str,
+    )
+
+
+def _lines(session: Session, since_seq: int | None) -> Iterator[str]:
+    query = select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=500)
+    if since_seq is not None:
+        query = query.where(AuditEvent.seq > since_seq)
+    for ev in session.scalars(query):
+        yield export_line(ev) + "\n"
+
+
+def export(
+    path_or_stream: str | os.PathLike[str] | IO[str],
+    *,
+    since_seq: int | None = None,
+    client: Any = None,
+) -> int:
+    """Write the audit log as JSON Lines, oldest first; returns how many entries were written.
+
+    Each line holds seq, time, actor, source, action, subject, before, after, prev_hash and
+    hash. `since_seq` keeps only the entries after that one: pass the last seq of a previous
+    export to continue it. A path is written whole or not at all (a temporary file renamed).
+    """
+    from shipway.client import get_client
+
+    client = client or get_client()
+    if not isinstance(path_or_stream, str | os.PathLike):
+        with client.store.read() as session:
+            return _write(path_or_stream, _lines(session, since_seq))
+    path = Path(path_or_stream)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh, client.store.read() as session:
+            written = _write(fh, _lines(session, since_seq))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _write(stream: IO[str], lines: Iterator[str]) -> int:
+    written = 0
+    for line in lines:
+        stream.write(line)
+        written += 1
+    stream.flush()
+    return written

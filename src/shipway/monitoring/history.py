@@ -24,7 +24,7 @@ __all__ = ["get_result", "latest_results", "list_results", "save_result", "store
 
 def save_result(result: MonitorResult, *, client: Client | None = None) -> None:
     client = client or get_client()
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         tx.session.add(
             t.MonitorRun(
                 id=result.id,
@@ -132,7 +132,7 @@ def stored_profile(
         return Profile.from_dict(json.loads(client.artifacts.get_bytes(digest)))
     computed = compute()
     digest = client.artifacts.put_bytes(json.dumps(computed.to_dict()).encode())
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         exists = tx.session.scalar(
             select(t.ReferenceProfile.id).where(t.ReferenceProfile.key == key)
         )

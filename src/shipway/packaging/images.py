@@ -54,7 +54,7 @@ def _info(model: t.RegisteredModel, mv: t.ModelVersion, row: t.ModelImage) -> Im
 
 def record_build(uri: str, built: BuiltImage, *, client: Client | None = None) -> ImageInfo:
     client = client or get_client()
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         model, mv = _resolve(tx.session, parse(uri))
         row = t.ModelImage(
             version_id=mv.id,
@@ -84,7 +84,7 @@ def record_push(
 ) -> ImageInfo:
     """Note that the image `image_id` of `uri` is now at `pushed_ref` (repo@digest)."""
     client = client or get_client()
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         model, mv = _resolve(tx.session, parse(uri))
         row = tx.session.scalar(
             select(t.ModelImage)
@@ -108,7 +108,7 @@ def record_sbom_push(
     """Note that the SBOM of the pushed image `image_id` is beside it, as the OCI artifact
     whose manifest digest is `sbom_digest`."""
     client = client or get_client()
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         model, mv = _resolve(tx.session, parse(uri))
         row = tx.session.scalar(
             select(t.ModelImage)

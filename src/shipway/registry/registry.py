@@ -151,7 +151,7 @@ def register_model(
     client = client or get_client()
     check_name(name)
     logged = _source_model(source, client, input_example)
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         model = tx.session.scalar(select(t.RegisteredModel).where(t.RegisteredModel.name == name))
         if model is None:
             model = t.RegisteredModel(name=name, description=description, created_at=utcnow())
@@ -237,16 +237,27 @@ def load_model(uri: str, *, client: Client | None = None) -> LoadedModel:
     return load_from_manifest(client.artifacts, info.manifest_digest)
 
 
-def set_alias(uri: str, alias: str, *, client: Client | None = None) -> ModelVersionInfo:
-    """Point `alias` at the version `uri` names (moving it if it exists)."""
+def set_alias(
+    uri: str, alias: str, *, client: Client | None = None, approved: bool = False
+) -> ModelVersionInfo:
+    """Point `alias` at the version `uri` names (moving it if it exists).
+
+    An alias named after an environment whose policy requires approval (`production`, by
+    default) moves only to a version approved for it: ApprovalRequiredError otherwise.
+    `approved=True` is for the deployment agent, whose move follows an approved deployment.
+    """
+    from shipway.governance.approvals import require_approval
+
     client = client or get_client()
     check_alias(alias)
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         model, mv = _resolve(tx.session, parse(uri))
         if mv.archived:
             raise ConflictError(
                 f"models:/{model.name}/{mv.version} is archived; an alias cannot point at it."
             )
+        if not approved:
+            require_approval(tx.session, alias, model.name, mv.version)
         row = tx.session.get(t.Alias, (model.id, alias))
         before = None
         if row is None:
@@ -261,7 +272,7 @@ def set_alias(uri: str, alias: str, *, client: Client | None = None) -> ModelVer
 
 def delete_alias(name: str, alias: str, *, client: Client | None = None) -> None:
     client = client or get_client()
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         model, mv = _resolve(tx.session, ModelRef(check_name(name), alias=check_alias(alias)))
         tx.session.delete(tx.session.get_one(t.Alias, (model.id, alias)))
         tx.audit("alias.delete", f"model:{name}@{alias}", {"version": mv.version}, None)
@@ -270,7 +281,7 @@ def delete_alias(name: str, alias: str, *, client: Client | None = None) -> None
 def archive_version(uri: str, *, client: Client | None = None) -> ModelVersionInfo:
     """Archive a version: it stays readable for lineage but is no longer 'latest'."""
     client = client or get_client()
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         model, mv = _resolve(tx.session, parse(uri))
         aliases = _aliases_of(tx.session, mv.id)
         if aliases:
@@ -307,7 +318,7 @@ def update_model_card(
         "ethical_considerations": ethical_considerations,
     }
     fields = {k: v for k, v in given.items() if v is not None}
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         model, mv = _resolve(tx.session, parse(uri))
         before = {k: mv.card.get(k) for k in fields}
         mv.card = {**mv.card, **fields}

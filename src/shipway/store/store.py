@@ -32,6 +32,7 @@ def utc(value: datetime) -> datetime:
 class Transaction:
     session: Session
     actor: str
+    source: str | None = None  # where the change came from (a client address), when known
 
     def audit(
         self,
@@ -42,7 +43,7 @@ class Transaction:
     ) -> None:
         from shipway.governance.audit import append_event
 
-        append_event(self.session, self.actor, action, subject, before, after)
+        append_event(self.session, self.actor, action, subject, before, after, source=self.source)
 
 
 class Store:
@@ -61,10 +62,11 @@ class Store:
             yield session
 
     @contextlib.contextmanager
-    def write(self, actor: str) -> Iterator[Transaction]:
+    def write(self, actor: str, source: str | None = None) -> Iterator[Transaction]:
+        """A unit of work whose audit entries name `actor` and, when given, `source`."""
         with self._write_sessions() as session, session.begin():
             take_write_lock(session.connection())
-            yield Transaction(session, actor)
+            yield Transaction(session, actor, source)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -46,7 +46,7 @@ class Run:
         self.log_params({key: value})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        with self.client.store.write(self.client.actor) as tx:
+        with self.client.write() as tx:
             for key, value in params.items():
                 tx.session.merge(t.Param(run_id=self.id, key=str(key), value=str(value)))
 
@@ -68,17 +68,17 @@ class Run:
             rows.append(
                 t.Metric(run_id=self.id, key=key, value=number, step=step or 0, timestamp=now)
             )
-        with self.client.store.write(self.client.actor) as tx:
+        with self.client.write() as tx:
             tx.session.add_all(rows)
 
     def set_tag(self, key: str, value: Any) -> None:
-        with self.client.store.write(self.client.actor) as tx:
+        with self.client.write() as tx:
             tx.session.merge(t.Tag(run_id=self.id, key=key, value=str(value)))
 
     def set_seed(self, seed: int) -> list[str]:
         """Seed python, numpy and torch (when imported) and record the seed with the run."""
         seeded = capture.seed_everything(seed)
-        with self.client.store.write(self.client.actor) as tx:
+        with self.client.write() as tx:
             _record_seeds(
                 tx.session.get_one(t.Run, self.id), set={"seed": seed, "generators": seeded}
             )
@@ -87,7 +87,7 @@ class Run:
     def log_dataset(self, df: Any, name: str, role: str = "training") -> DatasetInfo:
         content_hash, schema, parquet = describe(df)
         blob = self.client.artifacts.put_bytes(parquet)
-        with self.client.store.write(self.client.actor) as tx:
+        with self.client.write() as tx:
             ds = tx.session.scalar(
                 select(t.Dataset).where(
                     t.Dataset.name == name, t.Dataset.content_hash == content_hash
@@ -117,7 +117,7 @@ class Run:
         if not path.is_file():
             raise InvalidInputError(f"No file at {path} to log as an artefact.")
         digest = self.client.artifacts.put_file(path)
-        with self.client.store.write(self.client.actor) as tx:
+        with self.client.write() as tx:
             tx.session.merge(
                 t.Artifact(
                     run_id=self.id,
@@ -150,7 +150,7 @@ class Run:
             signature=signature,
         )
         seeds = _model_seeds(model)
-        with self.client.store.write(self.client.actor) as tx:
+        with self.client.write() as tx:
             tx.session.merge(
                 t.Artifact(
                     run_id=self.id,
@@ -216,7 +216,7 @@ def start_run(
     if seed is not None:
         environment["seeds"]["set"] = {"seed": seed, "generators": capture.seed_everything(seed)}
     run_id = uuid.uuid4().hex
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         exp = tx.session.scalar(select(t.Experiment).where(t.Experiment.name == experiment))
         if exp is None:
             exp = t.Experiment(name=experiment, created_at=utcnow())
@@ -251,7 +251,7 @@ def start_run(
 
 
 def _finish(client: Client, run_id: str, status: str, error: str | None) -> None:
-    with client.store.write(client.actor) as tx:
+    with client.write() as tx:
         row = tx.session.get_one(t.Run, run_id)
         row.status, row.error, row.end_time = status, error, utcnow()
         tx.audit(
