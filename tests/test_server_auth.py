@@ -21,6 +21,8 @@ from shipway.server.endpoints import API, Call, Endpoint
 PUBLIC = {("GET", f"{API}/health"), ("POST", f"{API}/login")}
 """Operations that answer without a token. Adding one means adding it here, on purpose."""
 UNDOCUMENTED_PUBLIC = {("GET", f"{API}/openapi.json"), ("GET", "/docs")}
+UI_ROUTES = {("GET", "/"), ("GET", "/ui/{name}")}
+"""The web UI's shell and its shipped files: public, with no data in them (test_server_ui.py)."""
 
 
 @pytest.fixture
@@ -56,7 +58,7 @@ def test_the_spec_lists_every_route_and_nothing_else() -> None:
         if method != "HEAD"
     }
     documented = {(m, p) for m, p, _ in operations(app.state.openapi)}
-    assert routed == documented | UNDOCUMENTED_PUBLIC
+    assert routed == documented | UNDOCUMENTED_PUBLIC | UI_ROUTES
     assert {(m, p) for m, p, op in operations(app.state.openapi) if op.get("security") == []} == (
         PUBLIC
     )
@@ -96,7 +98,8 @@ def test_every_route_needs_a_token_and_every_mutation_more_than_a_viewer(team: T
         assert checked_403 >= 20
         # Paths that match no route are refused the same way, so they reveal nothing.
         assert anon.get(f"{API}/no/such/route").status_code == 401
-        assert anon.get("/").status_code == 401
+        assert anon.get("/nothing-here").status_code == 401
+        assert anon.get("/ui/nothing-here.js").status_code == 401
 
 
 def test_public_routes(team: Team) -> None:

@@ -5,6 +5,10 @@ client for the current settings; pass a `Client` around explicitly to work with 
 
 Every audited change goes through `Client.write()`, so the audit entry names the client's actor
 and source. The team server serves each request through `client.as_user(user, source)`.
+
+With `SHIPWAY_TRACKING_URI` set, `client.remote` is the team server's HTTP API, and the public
+functions that work remotely hand over to it first thing (`if client.remote: ...`); the local
+store is then out of bounds, so nothing reads or writes the wrong place by accident.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from typing import TYPE_CHECKING
 
 from shipway.artifacts import ArtifactStore
 from shipway.config import Settings
+from shipway.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from shipway.remote import RemoteApi
     from shipway.store import Store, Transaction
 
 
@@ -29,7 +35,23 @@ class Client:
         self.source: str | None = None
 
     @cached_property
+    def remote(self) -> RemoteApi | None:
+        """The team server's API when `SHIPWAY_TRACKING_URI` is set, else None (local)."""
+        if not self.settings.tracking_uri:
+            return None
+        from shipway.remote import RemoteApi
+
+        return RemoteApi(self.settings.tracking_uri, self.settings.token)
+
+    @cached_property
     def store(self) -> Store:
+        if self.settings.tracking_uri:
+            raise InvalidInputError(
+                "This operation needs the local store, but SHIPWAY_TRACKING_URI points at a "
+                f"team server ({self.settings.tracking_uri}) and it does not work through one yet.",
+                "Unset SHIPWAY_TRACKING_URI to work on this machine's store, or use the "
+                "server's REST API (its /docs page).",
+            )
         # Imported here: serving a bundle (as container images do) needs no metadata database,
         # so SQLAlchemy and Alembic need not be installed there.
         from shipway.store import Store
@@ -59,7 +81,7 @@ class Client:
 
 
 _lock = threading.Lock()
-_clients: dict[tuple[str, str, str], Client] = {}
+_clients: dict[tuple[str, ...], Client] = {}
 
 
 def get_client() -> Client:
@@ -69,6 +91,8 @@ def get_client() -> Client:
         settings.resolved_database_url,
         settings.resolved_artifact_url,
         settings.actor,
+        settings.tracking_uri or "",
+        settings.token.get_secret_value() if settings.token else "",
     )
     with _lock:
         if key not in _clients:

@@ -2,7 +2,8 @@
 
 Everything defaults to an embedded setup under `SHIPWAY_HOME` (SQLite and local files), so
 nothing needs configuring on one machine; PostgreSQL and S3-compatible storage are one
-variable away.
+variable away. `SHIPWAY_TRACKING_URI` (with `SHIPWAY_TOKEN`) points the Python API and the
+CLI at a team server instead.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +32,17 @@ class Settings(BaseSettings):
     artifact_url: str | None = None
     artifact_options: dict[str, Any] = Field(default_factory=dict)
     actor: str = Field(default_factory=_default_actor)
+    tracking_uri: str | None = None
+    """A team server (`http://host:port`): the API and the CLI then work through it."""
+    token: SecretStr | None = None
+    """The API token for `tracking_uri`; a SecretStr, so repr() and str() never show it."""
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _check_tracking_uri(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return value.strip().rstrip("/")  # its scheme is checked where it is used
 
     @property
     def resolved_database_url(self) -> str:

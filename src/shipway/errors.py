@@ -9,6 +9,7 @@
     ├── ForbiddenError         the user's role does not allow the action (exit 9, HTTP 403)
     │   └── ApprovalRequiredError  the environment needs an approval for this version first
     ├── OverloadedError        the server is saturated; retry later (HTTP 503)
+    │   └── UnreachableError       the team server (SHIPWAY_TRACKING_URI) does not answer
     ├── ConflictError          the request clashes with the store's state (exit 3, HTTP 409)
     ├── DeployError            model-server replicas could not be started or kept up (exit 8)
     ├── PackagingError         building, running or pushing a container image failed (exit 7)
@@ -90,6 +91,10 @@ class ApprovalRequiredError(ForbiddenError):
 class OverloadedError(ShipwayError):
     exit_code = 6
     http_status = 503
+
+
+class UnreachableError(OverloadedError):
+    pass
 
 
 class ConflictError(ShipwayError):

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from shipway.cli._output import console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from shipway.deploy.kubernetes import RenderOptions
+    from shipway.deploy.kubernetes.status import RolloutStatus
 
 app = typer.Typer(help="Kubernetes: manifests for a model version.", no_args_is_help=True)
 
@@ -245,3 +253,215 @@ def render(
     )
     for env_name in done.environments:
         console.print(f"  {env_name}: kubectl apply -k {done.directory / 'overlays' / env_name}")
+
+
+# ----------------------------------------------------------------------------------------------
+# On a cluster: apply, status, rollback, and canary rollouts (issue 8)
+
+CLUSTER = "Cluster"
+rollout = typer.Typer(help="Canary releases on a cluster.", no_args_is_help=True)
+app.add_typer(rollout, name="rollout")
+
+ENV = typer.Option(..., "--env", "-e", help="The environment (its overlay and namespace).")
+CONTEXT = typer.Option(
+    None, help="kubeconfig context (default: the current one; recorded by apply).",
+    rich_help_panel=CLUSTER,
+)  # fmt: skip
+NAMESPACE = typer.Option(
+    None, help="Namespace (default: NAME-ENV, as the overlay sets it).", rich_help_panel=CLUSTER
+)
+TIMEOUT = typer.Option(
+    600.0, help="Seconds to wait for the rollout to be available.", rich_help_panel=CLUSTER
+)
+
+
+def _options(uri: str, **values: Any) -> RenderOptions:
+    """RenderOptions for a cluster command (imported late: `--help` stays fast)."""
+    from shipway.deploy.kubernetes import RenderOptions
+
+    return RenderOptions(uri=uri, output=Path("."), **values)
+
+
+def _progress() -> tuple[Progress, Callable[[RolloutStatus], None]]:
+    """A Rich progress bar of available replicas, and the callback that moves it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   console=console, transient=True)  # fmt: skip
+    task = bar.add_task("waiting", total=None)
+
+    def update(s: RolloutStatus) -> None:
+        bar.update(task, total=s.desired, completed=min(s.available, s.desired),
+                   description=f"{s.name}: {s.describe()}")  # fmt: skip
+
+    return bar, update
+
+
+@app.command()
+def apply(
+    uri: str = typer.Argument(..., help="The version: models:/NAME/VERSION or models:/NAME@ALIAS."),
+    env: str = ENV,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Server-side dry run: validate everything, change and record nothing.",
+        rich_help_panel=CLUSTER,
+    ),
+    create_namespace: bool = typer.Option(
+        True,
+        "--create-namespace/--no-create-namespace",
+        help="Apply the Namespace object too.",
+        rich_help_panel=CLUSTER,
+    ),
+    timeout: float = TIMEOUT,
+    image: str | None = typer.Option(None, help="Image by digest (default: the pushed one)."),
+    name: str | None = typer.Option(None, help="Name of the objects (default: from the model)."),
+    replicas: int = typer.Option(3, help="Production replicas (staging runs 1)."),
+    max_replicas: int = typer.Option(10, help="Production autoscaling maximum."),
+    hpa: bool = typer.Option(True, "--hpa/--no-hpa", help="Autoscale on CPU."),
+    cpu: str = typer.Option("500m", help="CPU request (staging asks half)."),
+    cpu_limit: str = typer.Option("2", help="CPU limit."),
+    memory: str = typer.Option("1Gi", help="Memory request."),
+    gpu: int = typer.Option(0, help="NVIDIA GPUs per pod."),
+    port: int = typer.Option(8080, help="The port the server listens on in the image."),
+    secret: list[str] = typer.Option([], "--secret", help="Existing Secret to load (repeat)."),
+    gateway: str | None = typer.Option(None, help="Also route through this Gateway."),
+) -> None:
+    """Apply a version to an environment on a cluster (server-side apply), wait until it is
+    available, then record it. Production needs an approved version."""
+    from shipway.deploy.kubernetes.apply import apply as run
+
+    o = _options(uri, name=name, image=image, replicas=replicas, max_replicas=max_replicas,
+                 hpa=hpa, cpu=cpu, cpu_limit=cpu_limit, memory=memory, gpu=gpu, port=port,
+                 secrets=tuple(secret), gateway=gateway)  # fmt: skip
+    bar, update = _progress()
+    with bar:
+        done = run(
+            o, env, context=context, namespace=namespace, dry_run=dry_run,
+            create_namespace=create_namespace, timeout_s=timeout, on_status=update,
+        )  # fmt: skip
+    where = f"{done.namespace} (context {done.context})"
+    if done.dry_run:
+        console.print(f"Dry run: the cluster accepts {len(done.objects)} objects for "
+                      f"{done.release.uri} in {where}. Nothing changed or recorded.")  # fmt: skip
+        for obj in done.objects:
+            console.print(f"  {obj['kind']}/{obj['metadata']['name']}")
+        return
+    assert done.status is not None
+    console.print(f"{done.release.uri} is available in {env}: {where}, "
+                  f"{done.status.available}/{done.status.desired} replicas, revision "
+                  f"{done.status.revision}, image {done.release.image}.")  # fmt: skip
+
+
+@app.command()
+def status(
+    env: str = ENV,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """What is recorded for an environment on a cluster, and what runs there now."""
+    from shipway.cli._output import print_json, table
+    from shipway.deploy.kubernetes.apply import live_status
+
+    live = live_status(env, context=context, namespace=namespace)
+    dep = live.recorded
+    tracks = [("stable", live.stable)] + ([("canary", live.canary)] if live.canary else [])
+    if json_out:
+        print_json({"recorded": dep.to_dict(), "weights": live.weights,
+                    "tracks": {t: vars(s) | {"done": s.done} for t, s in tracks}})  # fmt: skip
+        return
+    console.print(
+        f"{env}: models:/{dep.model}/{dep.version} recorded {dep.since:%Y-%m-%d %H:%M} on "
+        f"context {dep.host}, namespace {dep.observed.get('namespace')}, revision "
+        f"{dep.observed.get('revision')}, image {dep.image}."
+    )
+    weights = live.weights or {}
+    app_name = dep.observed.get("app")
+    table(None, ["track", "version", "ready", "revision", "weight", "digest", "state"],
+          [(t, s.version, f"{s.ready}/{s.desired}", s.revision, weights.get(f"{app_name}-{t}"),
+            _digest(s.image), "available" if s.done else (s.failed or s.describe()))
+           for t, s in tracks])  # fmt: skip
+
+
+def _digest(image: str | None) -> str | None:
+    """The image's digest, shortened: enough to tell images apart in a table."""
+    if image is None or "@sha256:" not in image:
+        return image
+    return image.partition("@sha256:")[2][:12]
+
+
+@app.command()
+def rollback(
+    env: str = ENV,
+    to_revision: int | None = typer.Option(
+        None, help="The revision to return to (default: the previous one)."
+    ),
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    timeout: float = TIMEOUT,
+) -> None:
+    """Return the environment's Deployment to an earlier revision (`kubectl rollout undo`),
+    wait for it, and record it."""
+    from shipway.deploy.kubernetes.apply import rollback as run
+
+    bar, update = _progress()
+    with bar:
+        dep = run(env, to_revision=to_revision, context=context, namespace=namespace,
+                  timeout_s=timeout, on_status=update)  # fmt: skip
+    console.print(f"{env} rolled back to revision {dep.observed.get('revision')}: "
+                  f"models:/{dep.model}/{dep.version}, image {dep.image}.")  # fmt: skip
+
+
+@rollout.command("start")
+def rollout_start(
+    uri: str = typer.Argument(..., help="The canary: models:/NAME/VERSION."),
+    env: str = ENV,
+    steps: str = typer.Option("10,25,50,100", help="Canary traffic % per step, or 'pause'."),
+    interval: str = typer.Option("1m", help="Analysis interval per step: 30s, 2m ..."),
+    failure_limit: int = typer.Option(1, min=1, help="Failed analyses that abort."),
+    prometheus_url: str = typer.Option(..., help="The Prometheus HTTP API to query."),
+    max_error_rate: float = typer.Option(0.05, help="Canary 5xx share that fails."),
+    max_p99_ms: float | None = typer.Option(None, help="Absolute canary p99 bound (ms)."),
+    max_p99_ratio: float = typer.Option(1.5, help="Else: canary p99 over stable p99 x this."),
+    min_requests: int = typer.Option(20, help="Fewer canary requests: inconclusive."),
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    timeout: float = TIMEOUT,
+    image: str | None = typer.Option(None, help="The canary's image by digest."),
+    canary_replicas: int = typer.Option(1, help="Canary replicas."),
+    gateway: str | None = typer.Option(None, help="The Gateway of the HTTPRoute."),
+    hostname: list[str] = typer.Option([], "--hostname", help="Host the route answers."),
+) -> None:
+    """Run a canary on the cluster in the foreground: shift the HTTPRoute's weights step by
+    step, analyse Prometheus' numbers, promote or roll back. Ctrl-C aborts it."""
+    from shipway.cli.deploy import _print_move, _seconds
+    from shipway.deploy.analysis import Checks
+    from shipway.deploy.kubernetes import rollouts
+    from shipway.deploy.kubernetes.prometheus import PrometheusMetricsSource
+    from shipway.deploy.rollout import parse_steps
+
+    o = _options(uri, image=image, canary_replicas=canary_replicas, gateway=gateway,
+                 hostnames=tuple(hostname))  # fmt: skip
+    checks = Checks(max_error_rate=max_error_rate, max_p99_ms=max_p99_ms,
+                    max_p99_ratio=max_p99_ratio, min_requests=min_requests)  # fmt: skip
+    bar, update = _progress()
+    with bar:
+        started = rollouts.start(
+            o, env, steps=parse_steps(steps), interval_s=_seconds(interval),
+            failure_limit=failure_limit, checks=checks, context=context, namespace=namespace,
+            timeout_s=timeout, on_status=update,
+            source=lambda ns, app_: PrometheusMetricsSource(prometheus_url, namespace=ns, app=app_),
+        )  # fmt: skip
+    state = started.controller.state
+    console.print(f"Rollout {state.id}: version {state.stable_version} -> "
+                  f"{state.canary_version} in {env}, steps {steps}, every {interval}.")  # fmt: skip
+    _print_move(state)
+    final = rollouts.run(
+        started, on_change=_print_move,
+        on_error=lambda exc: console.print(f"  [yellow]warning:[/yellow] {exc}"),
+    )  # fmt: skip
+    if final.status in ("failed", "aborted"):
+        raise typer.Exit(1)

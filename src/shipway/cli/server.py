@@ -22,6 +22,15 @@ def server(
     from shipway.server.serve import serve
 
     client = get_client()
+    if client.settings.tracking_uri:  # the server serves its own store, never another server
+        from shipway.client import Client
+
+        err_console.print(
+            f"SHIPWAY_TRACKING_URI ({client.settings.tracking_uri}) is ignored here: the server "
+            f"serves the store under {client.settings.home} (or SHIPWAY_DATABASE_URL).",
+            highlight=False,
+        )
+        client = Client(client.settings.model_copy(update={"tracking_uri": None, "token": None}))
     if not any(u.role == "admin" and not u.disabled for u in list_users(client=client)):
         err_console.print(
             "[bold yellow]No admin exists yet.[/bold yellow] Every API route needs a token: "

@@ -5,9 +5,9 @@ measured" and "what a good canary is":
 
 * locally, :class:`GatewayMetrics` reads the gateway's own per-second counters;
 * on Kubernetes, a ``PrometheusMetricsSource`` will implement the same ``stats`` method with
-  range queries over ``shipway_gateway_requests_total`` (``increase`` by track, and 5xx
+  queries over the model servers' ``shipway_requests_total`` (``increase`` by track, and 5xx
   statuses for errors) and ``histogram_quantile(0.99, ...)`` over
-  ``shipway_gateway_request_duration_seconds_bucket``, so the controller and these checks
+  ``shipway_request_duration_seconds_bucket``, so the controller and these checks
   are reused unchanged.
 
 Both tracks are always measured over the same interval from the same source: like with like.

@@ -25,7 +25,9 @@ __all__ = [
     "DeploymentInfo",
     "active_rollout",
     "get_deployment",
+    "kubernetes_deployment",
     "list_deployments",
+    "record_kubernetes",
     "request_rollout",
     "save_rollout",
     "start_rollout",
@@ -344,3 +346,70 @@ def mark_stopped(environment: str, *, client: Client) -> None:
             row.status = "stopped"
             row.agent_pid = None
             row.observed = {}
+
+
+# ----------------------------------------------------------------------------------------------
+# Kubernetes deployments (`shipway k8s apply`): the same table, runtime "kubernetes", written
+# only once the cluster reports the rollout done. `host` is the kubeconfig context, `port` the
+# Service port; the context, namespace and image digest are in `observed`.
+
+
+def record_kubernetes(
+    environment: str,
+    *,
+    model: str,
+    version: int,
+    replicas: int,
+    context: str,
+    namespace: str,
+    port: int,
+    image: str,
+    observed: dict[str, Any],
+    event: str,
+    client: Client | None = None,
+) -> DeploymentInfo:
+    """Record what now runs in ``environment`` on a cluster, with the audit event ``event``
+    (``k8s.apply``, ``k8s.rollback``, ``k8s.promote``)."""
+    client = client or get_client()
+    with client.write() as tx:
+        row = tx.session.get(t.Deployment, environment)
+        now = utcnow()
+        before = None
+        if row is None:
+            row = t.Deployment(
+                environment=environment, model=model, version=version, replicas=replicas,
+                host=context, port=port, runtime="kubernetes", image=image, status="running",
+                message=None, live_version=version, agent_pid=None, heartbeat=None,
+                observed=observed, created_by=client.actor, created_at=now, since=now,
+            )  # fmt: skip
+            tx.session.add(row)
+        else:
+            before = {"model": row.model, "version": row.version, "runtime": row.runtime,
+                      "image": row.image, "context": row.host,
+                      "namespace": row.observed.get("namespace")}  # fmt: skip
+            if row.live_version != version:
+                row.since = now
+            row.model, row.version, row.replicas = model, version, replicas
+            row.live_version = version
+            row.host, row.port, row.runtime, row.image = context, port, "kubernetes", image
+            row.status, row.message, row.agent_pid, row.heartbeat = "running", None, None, None
+            row.observed = observed
+        tx.audit(
+            event,
+            f"environment:{environment}",
+            before,
+            {"model": model, "version": version, "context": context, "namespace": namespace,
+             "image": image, "digest": observed.get("digest")},
+        )  # fmt: skip
+    return get_deployment(environment, client=client)
+
+
+def kubernetes_deployment(environment: str, *, client: Client | None = None) -> DeploymentInfo:
+    """The recorded Kubernetes deployment of ``environment``; ConflictError if it runs here."""
+    found = get_deployment(environment, client=client)
+    if found.runtime != "kubernetes":
+        raise ConflictError(
+            f"{environment} is a {found.runtime} deployment on this machine, not on Kubernetes.",
+            f"See `shipway deployments show {environment}`.",
+        )
+    return found

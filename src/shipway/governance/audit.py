@@ -148,6 +148,10 @@ def audit_log(
     from shipway.client import get_client
 
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import registry as remote
+
+        return remote.audit_log(limit, subject, client=client)
     with client.store.read() as session:
         query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
         if subject:
@@ -166,6 +170,10 @@ def verify_audit(*, client: Any = None) -> VerifyReport:
     from shipway.client import get_client
 
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import registry as remote
+
+        return remote.verify_audit(client=client)
     with client.store.read() as session:
         return verify(session)
 

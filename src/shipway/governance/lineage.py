@@ -24,6 +24,10 @@ def lineage(uri: str, *, client: Client | None = None) -> dict[str, Any]:
     from shipway.monitoring.history import list_results
 
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import registry as remote
+
+        return remote.lineage(uri, client=client)
     data = version_lineage(uri, client=client)
     name, version = data["model"]["name"], data["model"]["version"]
     deployments = [d for d in list_deployments(client=client) if d.model == name]

@@ -135,5 +135,9 @@ def images_of(session: Session, model: t.RegisteredModel, mv: t.ModelVersion) ->
 def list_images(uri: str, *, client: Client | None = None) -> list[ImageInfo]:
     """Every image built from the version `uri` names, oldest first."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import registry as remote
+
+        return remote.list_images(uri, client=client)
     with client.store.read() as session:
         return images_of(session, *_resolve(session, parse(uri)))

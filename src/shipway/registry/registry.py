@@ -149,6 +149,10 @@ def register_model(
     model object, which is saved first.
     """
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import registry as remote
+
+        return remote.register_model(source, name, description=description, client=client)
     check_name(name)
     logged = _source_model(source, client, input_example)
     with client.write() as tx:
@@ -185,12 +189,20 @@ def register_model(
 
 def get_model_version(uri: str, *, client: Client | None = None) -> ModelVersionInfo:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import registry as remote
+
+        return remote.get_model_version(uri, client=client)
     with client.store.read() as session:
         return _info(session, *_resolve(session, parse(uri)))
 
 
 def list_versions(name: str, *, client: Client | None = None) -> list[ModelVersionInfo]:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import registry as remote
+
+        return remote.list_versions(name, client=client)
     with client.store.read() as session:
         model = _find_model(session, name)
         rows = session.scalars(
@@ -203,6 +215,10 @@ def list_versions(name: str, *, client: Client | None = None) -> list[ModelVersi
 
 def list_models(*, client: Client | None = None) -> list[RegisteredModelInfo]:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import registry as remote
+
+        return remote.list_models(client=client)
     with client.store.read() as session:
         out = []
         for m in session.scalars(select(t.RegisteredModel).order_by(t.RegisteredModel.name)):
@@ -233,6 +249,10 @@ def list_models(*, client: Client | None = None) -> list[RegisteredModelInfo]:
 def load_model(uri: str, *, client: Client | None = None) -> LoadedModel:
     """Load a registered model: every file's digest is verified on the way."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import registry as remote
+
+        return remote.load_model(uri, client=client)
     info = get_model_version(uri, client=client)
     return load_from_manifest(client.artifacts, info.manifest_digest)
 
@@ -249,6 +269,10 @@ def set_alias(
     from shipway.governance.approvals import require_approval
 
     client = client or get_client()
+    if client.remote:  # the server checks approvals itself (and `approved` is not for callers)
+        from shipway.remote import registry as remote
+
+        return remote.set_alias(uri, alias, client=client)
     check_alias(alias)
     with client.write() as tx:
         model, mv = _resolve(tx.session, parse(uri))
@@ -272,6 +296,10 @@ def set_alias(
 
 def delete_alias(name: str, alias: str, *, client: Client | None = None) -> None:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import registry as remote
+
+        return remote.delete_alias(name, alias, client=client)
     with client.write() as tx:
         model, mv = _resolve(tx.session, ModelRef(check_name(name), alias=check_alias(alias)))
         tx.session.delete(tx.session.get_one(t.Alias, (model.id, alias)))
@@ -281,6 +309,10 @@ def delete_alias(name: str, alias: str, *, client: Client | None = None) -> None
 def archive_version(uri: str, *, client: Client | None = None) -> ModelVersionInfo:
     """Archive a version: it stays readable for lineage but is no longer 'latest'."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import registry as remote
+
+        return remote.archive_version(uri, client=client)
     with client.write() as tx:
         model, mv = _resolve(tx.session, parse(uri))
         aliases = _aliases_of(tx.session, mv.id)
@@ -318,6 +350,10 @@ def update_model_card(
         "ethical_considerations": ethical_considerations,
     }
     fields = {k: v for k, v in given.items() if v is not None}
+    if client.remote:
+        from shipway.remote import registry as remote
+
+        return remote.update_model_card(uri, given, client=client)
     with client.write() as tx:
         model, mv = _resolve(tx.session, parse(uri))
         before = {k: mv.card.get(k) for k in fields}

@@ -62,6 +62,8 @@ def _plain(value: Any) -> Any:
 
 def error_response(exc: ShipwayError) -> Response:
     response = json_response({"error": exc.message, "hint": exc.hint}, exc.http_status)
+    # The error class, so a remote client raises the very same exception (several share a status).
+    response.headers["x-shipway-error"] = type(exc).__name__
     if isinstance(exc, UnauthorizedError):
         response.headers["www-authenticate"] = 'Bearer realm="shipway"'
     return response
@@ -141,6 +143,7 @@ def _http_error(request: Request, exc: Exception) -> Response:
 def endpoints() -> list[Endpoint]:
     """Every operation of the API, in the order the docs show them."""
     from shipway.server import artifacts, deployments, governance, meta, models, runs
+    from shipway.server.ui import ENDPOINTS as UI_ENDPOINTS
 
     return [
         *meta.ENDPOINTS,
@@ -149,6 +152,7 @@ def endpoints() -> list[Endpoint]:
         *artifacts.ENDPOINTS,
         *deployments.ENDPOINTS,
         *governance.ENDPOINTS,
+        *UI_ENDPOINTS,
     ]
 
 
@@ -156,6 +160,7 @@ def create_app(client: Client | None = None, table: Sequence[Endpoint] | None = 
     """The app over `client`'s store and artefacts (the default client when None)."""
     from shipway import __version__
     from shipway.client import get_client
+    from shipway.server.ui import routes as ui_routes
     from shipway.serving.openapi import docs_page
 
     client = client or get_client()
@@ -173,6 +178,7 @@ def create_app(client: Client | None = None, table: Sequence[Endpoint] | None = 
         *(_route(e, client) for e in table),
         Route(f"{API}/openapi.json", spec_route, methods=["GET"], include_in_schema=False),
         Route("/docs", docs_route, methods=["GET"], include_in_schema=False),
+        *ui_routes(),
     ]
     app = Starlette(
         routes=routes,

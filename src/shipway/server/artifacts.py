@@ -3,7 +3,8 @@
 A digest is 64 lower-case hex characters or the request is refused before any storage is
 touched, so no path a caller sends ever reaches the filesystem. Uploads are streamed to a
 temporary file while hashed and kept only if the bytes hash to the digest in the URL;
-downloads are verified (the store re-hashes on read) before the first byte is sent.
+downloads are verified (the store re-hashes on read) before the first byte is sent. A HEAD
+answers whether the blob is here without reading it, so clients skip uploading what exists.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, Response
 
-from shipway.errors import MalformedRequestError, PayloadTooLargeError
+from shipway.errors import MalformedRequestError, NotFoundError, PayloadTooLargeError
 from shipway.server.endpoints import API, Call, Endpoint
 
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -41,8 +42,10 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-async def download(call: Call) -> FileResponse:
+async def download(call: Call) -> Response:
     digest = _digest(call)
+    if call.request.method == "HEAD":  # "do you have it?", before an upload: no read, no hash
+        return await run_in_threadpool(_head, call, digest)
     fd, tmp = tempfile.mkstemp(prefix="shipway-blob-")
     os.close(fd)
     try:
@@ -55,6 +58,17 @@ async def download(call: Call) -> FileResponse:
         media_type="application/octet-stream",
         headers={"etag": f'"{digest}"', "x-content-sha256": digest},
         background=BackgroundTask(_unlink, tmp),
+    )
+
+
+def _head(call: Call, digest: str) -> Response:
+    store = call.client.artifacts
+    if not store.exists(digest):
+        raise NotFoundError(f"Blob {digest} is not on this server.")
+    size = store.fs.size(store._path(digest))
+    return Response(
+        headers={"etag": f'"{digest}"', "x-content-sha256": digest, "content-length": str(size)},
+        media_type="application/octet-stream",
     )
 
 
@@ -103,7 +117,8 @@ ENDPOINTS = [
         "Download an artefact blob",
         "artifacts",
         "viewer",
-        description="The bytes whose SHA-256 is the digest, verified before they are sent.",
+        description="The bytes whose SHA-256 is the digest, verified before they are sent. "
+        "HEAD answers 200 or 404 without reading the blob.",
     ),
     Endpoint(
         "PUT",

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from shipway.client import Client
 from shipway.errors import UnauthorizedError
 from shipway.server.endpoints import API
+from shipway.server.ui import PUBLIC_PATHS as UI_PUBLIC
 
 PUBLIC = frozenset(
     {
@@ -37,6 +38,8 @@ HINT = (
 
 
 def is_public(method: str, path: str) -> bool:
+    if method in ("GET", "HEAD") and path in UI_PUBLIC:  # the web UI's files, no data in them
+        return True
     return (("GET" if method == "HEAD" else method), path) in PUBLIC
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import func, select
 
 from shipway.errors import ConflictError, InvalidInputError, NotFoundError
-from shipway.records import RunInfo
+from shipway.records import DatasetInfo, RunInfo
 from shipway.server.endpoints import API, Call, Endpoint, Param
 from shipway.store import tables as t
 from shipway.store import utc, utcnow
@@ -226,6 +226,112 @@ def end_run(call: Call) -> RunInfo:
     return get_run(run_id, client=call.client)
 
 
+class DatasetBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    content_hash: str = Field(description="What `log_dataset` hashed: schema and row values.")
+    blob_digest: str = Field(description="The data as Parquet, uploaded first.")
+    num_rows: int = Field(ge=0)
+    schema_: list[dict[str, Any]] = Field(alias="schema")
+    role: Key = "training"
+
+
+class ArtifactBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Key
+    digest: str = Field(description="The file's blob, uploaded first.")
+    size: int = Field(ge=0)
+
+
+class SeedsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    set: dict[str, Any] | None = Field(None, description="What `run.set_seed` seeded.")
+    found: dict[str, int] | None = Field(
+        None, description="Seeds found in a logged model's parameters (merged)."
+    )
+
+
+def _uploaded(call: Call, digest: str, what: str) -> None:
+    from shipway.server.artifacts import DIGEST
+
+    if not DIGEST.fullmatch(digest):
+        raise InvalidInputError(f"'{digest}' is not a SHA-256 digest.")
+    if not call.client.artifacts.exists(digest):
+        raise ConflictError(
+            f"The {what}'s blob {digest[:12]}... is not uploaded yet.",
+            "PUT it to /api/v1/artifacts/{sha256} first.",
+        )
+
+
+def log_dataset(call: Call) -> DatasetInfo:
+    """Link a dataset (created the first time its name and content hash are seen) to a run, as
+    `run.log_dataset` does locally; the caller hashed it and uploaded its Parquet blob."""
+    body: DatasetBody = call.body
+    _uploaded(call, body.blob_digest, "dataset")
+    with call.client.write() as tx:
+        run = _running(tx, call.path["run_id"])
+        ds = tx.session.scalar(
+            select(t.Dataset).where(
+                t.Dataset.name == body.name, t.Dataset.content_hash == body.content_hash
+            )
+        )
+        if ds is None:
+            ds = t.Dataset(
+                name=body.name,
+                content_hash=body.content_hash,
+                blob_digest=body.blob_digest,
+                schema=body.schema_,
+                num_rows=body.num_rows,
+                created_at=utcnow(),
+            )
+            tx.session.add(ds)
+            tx.session.flush()
+            tx.audit(
+                "dataset.create",
+                f"dataset:{body.name}",
+                after={"content_hash": body.content_hash, "rows": body.num_rows},
+            )
+        tx.session.merge(t.RunInput(run_id=run.id, dataset_id=ds.id, role=body.role))
+        tx.audit(
+            "run.dataset",
+            f"run:{run.id}",
+            after={"name": body.name, "content_hash": body.content_hash, "role": body.role},
+        )
+        return DatasetInfo(
+            ds.name, ds.content_hash, ds.blob_digest, ds.num_rows, ds.schema, body.role
+        )
+
+
+def log_artifact(call: Call) -> dict[str, Any]:
+    body: ArtifactBody = call.body
+    _uploaded(call, body.digest, "artefact")
+    with call.client.write() as tx:
+        run = _running(tx, call.path["run_id"])
+        tx.session.merge(
+            t.Artifact(
+                run_id=run.id, path=body.name, digest=body.digest, size=body.size, kind="file"
+            )
+        )
+        tx.audit("run.artifact", f"run:{run.id}", after={"name": body.name, "digest": body.digest})
+    return {"run_id": run.id, "name": body.name, "digest": body.digest}
+
+
+def record_seeds(call: Call) -> dict[str, Any]:
+    from shipway.tracking.run import _record_seeds
+
+    body: SeedsBody = call.body
+    with call.client.write() as tx:
+        run = _running(tx, call.path["run_id"])
+        if body.set is not None:
+            _record_seeds(run, set=body.set)
+        if body.found:
+            found = run.environment.get("seeds", {}).get("found", {})
+            _record_seeds(run, found={**found, **body.found})
+        tx.audit("run.seeds", f"run:{run.id}", after=body.model_dump(exclude_none=True))
+        seeds: dict[str, Any] = run.environment.get("seeds", {})
+    return {"run_id": run.id, "seeds": seeds}
+
+
 def list_datasets(call: Call) -> list[dict[str, Any]]:
     """Datasets, newest first, each with the runs that logged it (and in which role)."""
     name = call.query["name"]
@@ -330,5 +436,37 @@ ENDPOINTS = [
             Param("name", "Only datasets of this name."),
             Param("limit", "At most this many, newest first.", int, 100, 1, 1000),
         ),
+    ),
+    Endpoint(
+        "POST",
+        f"{_RUN}/datasets",
+        log_dataset,
+        "Log a dataset with a run",
+        "runs",
+        "developer",
+        body=DatasetBody,
+        status=201,
+        returns=DatasetInfo,
+        description="Upload the data (Parquet) to /api/v1/artifacts first.",
+    ),
+    Endpoint(
+        "POST",
+        f"{_RUN}/artifacts",
+        log_artifact,
+        "Log a file with a run",
+        "runs",
+        "developer",
+        body=ArtifactBody,
+        status=201,
+        description="Upload the file to /api/v1/artifacts first.",
+    ),
+    Endpoint(
+        "POST",
+        f"{_RUN}/seeds",
+        record_seeds,
+        "Record a run's seeds",
+        "runs",
+        "developer",
+        body=SeedsBody,
     ),
 ]

@@ -200,6 +200,12 @@ def start_run(
     client: Client | None = None,
 ) -> Iterator[Run]:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import tracking as remote
+
+        with remote.start_run(experiment, name=name, seed=seed, tags=tags, client=client) as run:
+            yield run
+        return
     if not experiment.strip():
         raise InvalidInputError("The experiment name is empty.")
     git = capture.git_state()
@@ -303,6 +309,10 @@ def _run_info(session: Any, row: t.Run) -> RunInfo:
 
 def get_run(run_id: str, *, client: Client | None = None) -> RunInfo:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import tracking as remote
+
+        return remote.get_run(run_id, client=client)
     with client.store.read() as session:
         row = session.get(t.Run, run_id)
         if row is None:
@@ -323,6 +333,10 @@ def list_runs(
     experiment: str | None = None, *, limit: int = 100, client: Client | None = None
 ) -> list[RunInfo]:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import tracking as remote
+
+        return remote.list_runs(experiment, limit=limit, client=client)
     with client.store.read() as session:
         query = select(t.Run).order_by(t.Run.start_time.desc()).limit(limit)
         if experiment is not None:

@@ -1,0 +1,165 @@
+"""The registry through the team server: versions, aliases, cards, loading, lineage, audit.
+
+URIs are parsed here as locally, so a malformed one fails the same way before any request.
+`load_model` fetches the manifest and every file it names into a temporary store (each blob
+hashed on arrival), then loads through the same code as a local load, which verifies again.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from shipway.artifacts import ArtifactStore
+from shipway.client import Client
+from shipway.errors import InvalidInputError, NotFoundError
+from shipway.flavors import LoadedModel, load_from_manifest
+from shipway.flavors.model import read_manifest
+from shipway.governance.audit import VerifyReport
+from shipway.records import (
+    AuditEntry,
+    ImageInfo,
+    LoggedModel,
+    ModelVersionInfo,
+    RegisteredModelInfo,
+)
+from shipway.registry.uri import check_alias, check_name, parse
+from shipway.remote import records
+from shipway.remote._http import RemoteApi, segment
+from shipway.remote.tracking import MAX_LIMIT, api_of, get_run
+from shipway.tracking.run import Run
+
+
+def _model(name: str) -> str:
+    return f"/models/{segment(name)}"
+
+
+def _source(source: object, client: Client) -> tuple[str, str]:
+    """The (run id, logged name) a registration names; only models logged with a run."""
+    if isinstance(source, Run):
+        models = get_run(source.id, client=client).models
+        if not models:
+            raise InvalidInputError(
+                f"Run {source.id} has logged no model.", "Call run.log_model(model) first."
+            )
+        if len(models) > 1 and "model" not in models:
+            raise InvalidInputError(
+                f"Run {source.id} logged several models ({', '.join(sorted(models))}).",
+                "Register one of them by URI: runs:/RUN_ID/NAME.",
+            )
+        return source.id, "model" if "model" in models else next(iter(models))
+    if isinstance(source, LoggedModel) and source.run_id is not None:
+        return source.run_id, source.name
+    if isinstance(source, str):
+        if not source.startswith("runs:/"):
+            raise InvalidInputError(
+                f"Cannot register '{source}'.", "Pass a run, a logged model or runs:/RUN_ID/NAME."
+            )
+        run_id, _, name = source.removeprefix("runs:/").partition("/")
+        return run_id, name or "model"
+    raise InvalidInputError(
+        "Through a team server, only a model logged with a run can be registered.",
+        "Log it first (run.log_model(model) inside shipway.start_run()), then register the run.",
+    )
+
+
+def register_model(
+    source: object, name: str, *, description: str | None, client: Client
+) -> ModelVersionInfo:
+    check_name(name)
+    run_id, artifact = _source(source, client)
+    body = {"run_id": run_id, "artifact": artifact, "description": description}
+    return records.version(api_of(client).post(f"{_model(name)}/versions", body))
+
+
+def get_model_version(uri: str, *, client: Client) -> ModelVersionInfo:
+    ref = parse(uri)
+    api = api_of(client)
+    if ref.version is not None:
+        return records.version(api.get(f"{_model(ref.name)}/versions/{ref.version}"))
+    if ref.alias is not None:
+        return records.version(api.get(f"{_model(ref.name)}/aliases/{segment(ref.alias)}"))
+    live = [v for v in list_versions(ref.name, client=client) if not v.archived]
+    if not live:
+        raise NotFoundError(f"Model '{ref.name}' has no live versions.")
+    return max(live, key=lambda v: v.version)
+
+
+def _version_path(uri: str, client: Client) -> str:
+    ref = parse(uri)
+    number = ref.version or get_model_version(uri, client=client).version
+    return f"{_model(ref.name)}/versions/{number}"
+
+
+def list_versions(name: str, *, client: Client) -> list[ModelVersionInfo]:
+    return [records.version(d) for d in api_of(client).get(f"{_model(name)}/versions")]
+
+
+def list_models(*, client: Client) -> list[RegisteredModelInfo]:
+    return [records.model(d) for d in api_of(client).get("/models")]
+
+
+def set_alias(uri: str, alias: str, *, client: Client) -> ModelVersionInfo:
+    check_alias(alias)
+    ref = parse(uri)
+    number = ref.version or get_model_version(uri, client=client).version
+    path = f"{_model(ref.name)}/aliases/{segment(alias)}"
+    return records.version(api_of(client).put(path, {"version": number}))
+
+
+def delete_alias(name: str, alias: str, *, client: Client) -> None:
+    check_name(name)
+    check_alias(alias)
+    api_of(client).delete(f"{_model(name)}/aliases/{segment(alias)}")
+
+
+def archive_version(uri: str, *, client: Client) -> ModelVersionInfo:
+    path = _version_path(uri, client)
+    return records.version(api_of(client).post(f"{path}/archive"))
+
+
+def update_model_card(
+    uri: str, fields: dict[str, str | None], *, client: Client
+) -> ModelVersionInfo:
+    path = _version_path(uri, client)
+    return records.version(api_of(client).patch(f"{path}/card", fields))
+
+
+def load_model(uri: str, *, client: Client) -> LoadedModel:
+    info = get_model_version(uri, client=client)
+    with tempfile.TemporaryDirectory(prefix="shipway-fetch-") as tmp:
+        fetched = ArtifactStore(Path(tmp).as_uri())
+        fetch_model(api_of(client), fetched, info.manifest_digest)
+        return load_from_manifest(fetched, info.manifest_digest)
+
+
+def fetch_model(api: RemoteApi, into: ArtifactStore, manifest_digest: str) -> None:
+    """The manifest and every blob it names, from the server into the local store `into`."""
+    api.download(manifest_digest, into._path(manifest_digest))
+    manifest = read_manifest(into, manifest_digest)
+    digests = [*manifest["files"].values(), *(manifest.get("artifacts") or {}).values()]
+    for digest in dict.fromkeys(digests):
+        api.download(digest, into._path(digest))
+
+
+def list_images(uri: str, *, client: Client) -> list[ImageInfo]:
+    """The images built from a version, as its lineage reports them."""
+    return [records.image(i) for i in lineage(uri, client=client)["images"]]
+
+
+def lineage(uri: str, *, client: Client) -> dict[str, Any]:
+    parse(uri)
+    data: dict[str, Any] = api_of(client).get("/lineage", uri=uri)
+    return data
+
+
+def audit_log(limit: int, subject: str | None, *, client: Client) -> list[AuditEntry]:
+    """The newest `limit` entries (at most 1000, the server's page), oldest first."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    data = api_of(client).get("/audit", limit=limit, subject=subject or None)
+    return [records.audit_entry(d) for d in data]
+
+
+def verify_audit(*, client: Client) -> VerifyReport:
+    return VerifyReport(**api_of(client).get("/audit/verify"))
