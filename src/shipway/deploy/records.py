@@ -98,6 +98,10 @@ def _info(row: t.Deployment) -> DeploymentInfo:
 
 def get_deployment(environment: str, *, client: Client | None = None) -> DeploymentInfo:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.get_deployment(environment, client=client)
     with client.store.read() as session:
         row = session.get(t.Deployment, environment)
         if row is None:
@@ -115,6 +119,10 @@ def find_deployment(environment: str, *, client: Client | None = None) -> Deploy
 
 def list_deployments(*, client: Client | None = None) -> list[DeploymentInfo]:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.list_deployments(client=client)
     with client.store.read() as session:
         rows = session.scalars(select(t.Deployment).order_by(t.Deployment.environment))
         return [_info(r) for r in rows]
@@ -230,6 +238,10 @@ def active_rollout(environment: str, *, client: Client | None = None) -> Rollout
 
 def latest_rollout(environment: str, *, client: Client | None = None) -> RolloutState | None:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.latest_rollout(environment, client=client)
     with client.store.read() as session:
         row = session.scalar(
             select(t.Rollout)

@@ -169,6 +169,10 @@ def get_policy(environment: str, *, client: Client | None = None) -> Policy:
 def list_policies(*, client: Client | None = None) -> list[Policy]:
     """Every policy set, and the defaults not overridden, by environment."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import governance as remote
+
+        return remote.list_policies(client=client)
     with client.store.read() as session:
         names = set(session.scalars(select(t.ApprovalPolicy.environment))) | set(DEFAULT_POLICIES)
         return [_policy(session, name) for name in sorted(names)]
@@ -199,6 +203,10 @@ def set_policy(
         raise InvalidInputError(f"Rules apply to automatic policies only, not to {mode}.")
     if not ttl_hours > 0:
         raise InvalidInputError(f"ttl_hours must be positive, got {ttl_hours}.")
+    if client.remote:
+        from shipway.remote import governance as remote
+
+        return remote.set_policy(environment, mode, checked, ttl_hours, client=client)
     with client.write() as tx:
         before = _policy(tx.session, environment)
         row = tx.session.get(t.ApprovalPolicy, environment)
@@ -230,6 +238,10 @@ def request_approval(
     records the policy and its evidence."""
     client = client or get_client()
     _check_environment(environment)
+    if client.remote:
+        from shipway.remote import governance as remote
+
+        return remote.request_approval(uri, environment, comment=comment, client=client)
     version = get_model_version(uri, client=client)
     if version.archived:
         raise ConflictError(f"{version.uri} is archived; it cannot be approved for anything.")
@@ -309,6 +321,10 @@ def reject(
 
 def _decide(approval_id: str, status: str, comment: str | None, client: Client) -> ApprovalInfo:
     verb = "approve" if status == "approved" else "reject"
+    if client.remote:
+        from shipway.remote import governance as remote
+
+        return remote.decide(approval_id, verb, comment, client=client)
     with client.write() as tx:
         now = utcnow()
         row = tx.session.get(t.Approval, approval_id)
@@ -362,6 +378,10 @@ def list_approvals(
         raise InvalidInputError(
             f"Unknown approval status '{status}'.", f"Use one of {', '.join(get_args(Status))}."
         )
+    if client.remote:
+        from shipway.remote import governance as remote
+
+        return remote.list_approvals(environment, status=status, model=model, client=client)
     query = select(t.Approval).order_by(t.Approval.requested_at.desc())
     if environment is not None:
         query = query.where(t.Approval.environment == environment)

@@ -223,6 +223,10 @@ def create_user(name: str, role: Role, *, client: Client | None = None) -> UserI
     client = client or get_client()
     _check_user_name(name)
     role = check_role(role)
+    if client.remote:
+        from shipway.remote import governance as remote
+
+        return remote.create_user(name, role, client=client)
     with client.write() as tx:
         row = _add_user(tx.session, name, role, client.actor)
         tx.audit("users.create", f"user:{name}", after={"role": role})
@@ -264,6 +268,10 @@ def create_token(
     _check_token_name(name)
     if expires_in is not None and expires_in <= timedelta(0):
         raise InvalidInputError("A token's lifetime must be positive.")
+    if client.remote:
+        from shipway.remote import governance as remote
+
+        return remote.create_token(user, name=name, expires_in=expires_in, client=client)
     with client.write() as tx:
         owner = _find_user(tx.session, user)
         if owner.disabled:
@@ -324,6 +332,10 @@ def revoke_token(token_id: str, *, client: Client | None = None) -> None:
     client = client or get_client()
     whole = _TOKEN.fullmatch(token_id)
     token_id = whole["id"] if whole else token_id
+    if client.remote:
+        from shipway.remote import governance as remote
+
+        return remote.revoke_token(token_id, client=client)
     with client.write() as tx:
         row = tx.session.get(t.ApiToken, token_id)
         if row is None:
@@ -344,6 +356,10 @@ def revoke_token(token_id: str, *, client: Client | None = None) -> None:
 def list_tokens(user: str | None = None, *, client: Client | None = None) -> list[TokenInfo]:
     """Every token, or `user`'s, oldest first: ids, names and dates, never secrets or hashes."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import governance as remote
+
+        return remote.list_tokens(user, client=client)
     now = utcnow()
     with client.store.read() as session:
         query = select(t.ApiToken, t.User.name).join(t.User, t.User.id == t.ApiToken.user_id)
@@ -355,6 +371,10 @@ def list_tokens(user: str | None = None, *, client: Client | None = None) -> lis
 
 def list_users(*, client: Client | None = None) -> list[UserInfo]:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import governance as remote
+
+        return remote.list_users(client=client)
     with client.store.read() as session:
         return [_user_info(u) for u in session.scalars(select(t.User).order_by(t.User.name))]
 
@@ -371,6 +391,10 @@ def set_role(user: str, role: Role, *, client: Client | None = None) -> UserInfo
     """Change a user's role; the last active admin cannot be demoted."""
     client = client or get_client()
     role = check_role(role)
+    if client.remote:
+        from shipway.remote import governance as remote
+
+        return remote.change_user(user, {"role": role}, client=client)
     with client.write() as tx:
         row = _find_user(tx.session, user)
         if row.role != role:
@@ -384,6 +408,10 @@ def set_role(user: str, role: Role, *, client: Client | None = None) -> UserInfo
 def disable_user(user: str, *, client: Client | None = None) -> UserInfo:
     """Disable a user: their tokens stop working at once. The last active admin stays."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import governance as remote
+
+        return remote.change_user(user, {"disabled": True}, client=client)
     with client.write() as tx:
         row = _find_user(tx.session, user)
         if not row.disabled:

@@ -55,6 +55,10 @@ def save_result(result: MonitorResult, *, client: Client | None = None) -> None:
 def get_result(result_id: str, *, client: Client | None = None) -> MonitorResult:
     """The stored result with this id, or the one whose id starts with it."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.get_result(result_id, client=client)
     with client.store.read() as session:
         row = session.get(t.MonitorRun, result_id)
         if row is None and result_id:
@@ -80,6 +84,10 @@ def list_results(
 ) -> list[MonitorResult]:
     """Results, newest first; of one model when ``model`` is given."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.list_results(model, limit=limit, client=client)
     query = select(t.MonitorRun.result).order_by(t.MonitorRun.created_at.desc()).limit(limit)
     if model is not None:
         query = query.where(t.MonitorRun.model == model)
