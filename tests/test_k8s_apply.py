@@ -118,7 +118,7 @@ def test_the_in_memory_overlay_is_what_kubectl_kustomize_renders(
     credit: list[shipway.ModelVersionInfo], tmp_path: Path
 ) -> None:
     if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed (../shared/TESTBED.md)")
+        pytest.fail("kubectl is missing; run `make test` or scripts/install-system-deps.sh.")
     o = RenderOptions("models:/credit/1", tmp_path / "out", gateway="gw")
     render(o)
     for env in ("staging", "production"):

@@ -65,8 +65,9 @@ def test_the_spec_lists_every_route_and_nothing_else() -> None:
 
 
 def test_the_spec_is_valid_openapi() -> None:
-    validator = pytest.importorskip("openapi_spec_validator")
-    validator.validate(create_app(shipway.Client()).state.openapi)
+    from openapi_spec_validator import validate
+
+    validate(create_app(shipway.Client()).state.openapi)
 
 
 def test_every_route_needs_a_token_and_every_mutation_more_than_a_viewer(team: Team) -> None:
