@@ -28,7 +28,13 @@ from shipway.monitoring.drift import (
 )
 from shipway.monitoring.fairness import FairnessReport, fairness
 from shipway.monitoring.performance import PerformanceReport, Task, performance
-from shipway.monitoring.profile import ColumnProfile, Profile, count_categories, numeric_values
+from shipway.monitoring.profile import (
+    ColumnProfile,
+    Profile,
+    count_categories,
+    is_numeric_series,
+    numeric_values,
+)
 from shipway.monitoring.profile import profile as make_profile
 from shipway.monitoring.quality import QualityReport, QualityThresholds, quality
 from shipway.monitoring.result import Alert, Distribution, MonitorResult, Source
@@ -219,7 +225,7 @@ def _fairness(
 def _distribution(ref: ColumnProfile, series: pd.Series) -> Distribution:
     if ref.numeric and ref.histogram_edges and ref.histogram_counts is not None:
         edges = np.asarray(ref.histogram_edges, dtype=np.float64)
-        values = numeric_values(series) if _is_numeric(series) else np.empty(0)
+        values = numeric_values(series) if is_numeric_series(series) else np.empty(0)
         counts, _ = np.histogram(values, bins=edges)
         return Distribution(
             column=ref.name,
@@ -249,12 +255,6 @@ def _distribution(ref: ColumnProfile, series: pd.Series) -> Distribution:
         labels=labels,
         reference_counts=ref_counts,
         current_counts=cur_counts,
-    )
-
-
-def _is_numeric(series: pd.Series) -> bool:
-    return bool(pd.api.types.is_numeric_dtype(series.dtype)) and not pd.api.types.is_bool_dtype(
-        series.dtype
     )
 
 

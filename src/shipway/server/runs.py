@@ -22,6 +22,7 @@ from shipway.server.endpoints import API, Call, Endpoint, Param
 from shipway.store import tables as t
 from shipway.store import utc, utcnow
 from shipway.store.store import Transaction
+from shipway.tracking.run import link_dataset
 
 Key = Annotated[str, StringConstraints(min_length=1, max_length=250)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -270,28 +271,10 @@ def log_dataset(call: Call) -> DatasetInfo:
     _uploaded(call, body.blob_digest, "dataset")
     with call.client.write() as tx:
         run = _running(tx, call.path["run_id"])
-        ds = tx.session.scalar(
-            select(t.Dataset).where(
-                t.Dataset.name == body.name, t.Dataset.content_hash == body.content_hash
-            )
-        )
-        if ds is None:
-            ds = t.Dataset(
-                name=body.name,
-                content_hash=body.content_hash,
-                blob_digest=body.blob_digest,
-                schema=body.schema_,
-                num_rows=body.num_rows,
-                created_at=utcnow(),
-            )
-            tx.session.add(ds)
-            tx.session.flush()
-            tx.audit(
-                "dataset.create",
-                f"dataset:{body.name}",
-                after={"content_hash": body.content_hash, "rows": body.num_rows},
-            )
-        tx.session.merge(t.RunInput(run_id=run.id, dataset_id=ds.id, role=body.role))
+        ds = link_dataset(
+            tx, run.id, body.name, body.content_hash, body.blob_digest, body.schema_,
+            body.num_rows, body.role,
+        )  # fmt: skip
         tx.audit(
             "run.dataset",
             f"run:{run.id}",

@@ -28,6 +28,7 @@ from shipway.flavors import save_to_store
 from shipway.records import DatasetInfo, LoggedModel, RunInfo
 from shipway.store import tables as t
 from shipway.store import utc, utcnow
+from shipway.store.store import Transaction
 from shipway.tracking import capture
 from shipway.tracking.datasets import describe
 from shipway.types import Signature
@@ -88,28 +89,7 @@ class Run:
         content_hash, schema, parquet = describe(df)
         blob = self.client.artifacts.put_bytes(parquet)
         with self.client.write() as tx:
-            ds = tx.session.scalar(
-                select(t.Dataset).where(
-                    t.Dataset.name == name, t.Dataset.content_hash == content_hash
-                )
-            )
-            if ds is None:
-                ds = t.Dataset(
-                    name=name,
-                    content_hash=content_hash,
-                    blob_digest=blob,
-                    schema=schema,
-                    num_rows=len(df),
-                    created_at=utcnow(),
-                )
-                tx.session.add(ds)
-                tx.session.flush()
-                tx.audit(
-                    "dataset.create",
-                    f"dataset:{name}",
-                    after={"content_hash": content_hash, "rows": len(df)},
-                )
-            tx.session.merge(t.RunInput(run_id=self.id, dataset_id=ds.id, role=role))
+            link_dataset(tx, self.id, name, content_hash, blob, schema, len(df), role)
         return DatasetInfo(name, content_hash, blob, len(df), schema, role)
 
     def log_artifact(self, path: str | Path, name: str | None = None) -> str:
@@ -346,3 +326,38 @@ def list_runs(
                 raise NotFoundError.missing("experiment", experiment, names)
             query = query.where(t.Run.experiment_id == exp.id)
         return [_run_info(session, row) for row in session.scalars(query)]
+
+
+def link_dataset(
+    tx: Transaction,
+    run_id: str,
+    name: str,
+    content_hash: str,
+    blob_digest: str,
+    schema: list[dict[str, Any]],
+    num_rows: int,
+    role: str,
+) -> t.Dataset:
+    """Link a dataset to a run, creating (and auditing) it the first time its name and content
+    hash are seen. Used by `Run.log_dataset` and by the team server for remote runs."""
+    ds = tx.session.scalar(
+        select(t.Dataset).where(t.Dataset.name == name, t.Dataset.content_hash == content_hash)
+    )
+    if ds is None:
+        ds = t.Dataset(
+            name=name,
+            content_hash=content_hash,
+            blob_digest=blob_digest,
+            schema=schema,
+            num_rows=num_rows,
+            created_at=utcnow(),
+        )
+        tx.session.add(ds)
+        tx.session.flush()
+        tx.audit(
+            "dataset.create",
+            f"dataset:{name}",
+            after={"content_hash": content_hash, "rows": num_rows},
+        )
+    tx.session.merge(t.RunInput(run_id=run_id, dataset_id=ds.id, role=role))
+    return ds
