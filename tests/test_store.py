@@ -21,6 +21,7 @@ EXPECTED_TABLES = {
     "api_tokens",
     "approval_policies",
     "approvals",
+    "pipeline_runs",
     "audit_events",
     "datasets",
     "deployments",

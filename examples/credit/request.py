@@ -23,6 +23,7 @@ import httpx
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+
 from train import CATEGORICAL, LABEL, NUMERIC
 
 

@@ -6,7 +6,8 @@ Usage (from this folder, after `python generate.py`)::
     python train.py --learning-rate 0.1 --seed 11
 
 Everything the run needs to be made again is recorded: the code commit, the data's content
-hash, the environment, the seed, the parameters and the metrics.
+hash, the environment, the seed, the parameters and the metrics; `shipway runs reproduce
+RUN_ID` makes it again and compares.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import shipway
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
-
-import shipway
 
 NUMERIC = [
     "age",
@@ -85,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "features": ",".join(features),
             }
         )
+        # The file as read, with its path: `shipway runs reproduce` puts it back there.
+        run.log_dataset(df, name="credit", role="source", path=args.data)
         run.log_dataset(train, name="credit-train", role="training")
         run.log_dataset(test, name="credit-test", role="evaluation")
         model = build_model(args.learning_rate, args.max_iter, args.seed).fit(

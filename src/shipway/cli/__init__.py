@@ -14,6 +14,7 @@ from shipway.cli import (
     k8s,
     models,
     monitor,
+    pipeline,
     runs,
     serve,
     server,
@@ -34,6 +35,7 @@ def create_app() -> typer.Typer:
     app.add_typer(audit.app, name="audit")
     app.add_typer(approvals.app, name="approvals")
     app.add_typer(monitor.app, name="monitor")
+    app.add_typer(pipeline.app, name="pipeline")
     app.add_typer(deploy.deployments, name="deployments")
     app.add_typer(deploy.rollout, name="rollout")
     app.add_typer(k8s.app, name="k8s")

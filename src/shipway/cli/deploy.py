@@ -274,18 +274,9 @@ def _print_move(ro: RolloutState) -> None:
 
 
 def _seconds(text: str) -> float:
-    from shipway.errors import InvalidInputError
+    from shipway.durations import parse_duration
 
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for suffix in ("ms", "s", "m", "h"):
-        if text.endswith(suffix):
-            try:
-                value = float(text[: -len(suffix)]) * units[suffix]
-            except ValueError:
-                break
-            if value > 0:
-                return value
-    raise InvalidInputError(f"Cannot read the interval '{text}'.", "Use 30s, 2m or 1h.")
+    return parse_duration(text, "interval").total_seconds()
 
 
 @rollout.command()

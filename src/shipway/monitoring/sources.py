@@ -9,7 +9,6 @@ the model version on its own training data.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from shipway.client import Client, get_client
+from shipway.durations import parse_duration
 from shipway.errors import InvalidInputError, NotFoundError
 from shipway.monitoring.history import stored_profile
 from shipway.monitoring.profile import Profile, profile
@@ -33,6 +33,7 @@ __all__ = [
     "parse_window",
     "prediction_window",
     "read_table",
+    "with_outputs",
 ]
 
 PROFILE_FORMAT = 1
@@ -40,8 +41,6 @@ PROFILE_FORMAT = 1
 OUTPUT_ROWS = 200_000
 """Reference rows the model predicts to profile its outputs (a seeded sample beyond that)."""
 
-_WINDOW = re.compile(r"^\s*(\d+)\s*(m|min|h|d|w)\s*$")
-_UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def read_table(path: str | Path, what: str) -> pd.DataFrame:
@@ -65,12 +64,7 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
 
 def parse_window(text: str) -> timedelta:
     """``30m``, ``24h``, ``7d``, ``2w`` as a duration."""
-    match = _WINDOW.match(text)
-    if not match or int(match.group(1)) == 0:
-        raise InvalidInputError(
-            f"Cannot read the window '{text}'.", "Use a number and a unit: 30m, 24h, 7d, 2w."
-        )
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    return parse_duration(text, "window")
 
 
 @dataclass(frozen=True)
@@ -122,10 +116,10 @@ def model_reference(
 
     def compute() -> Profile:
         sample = frame if len(frame) <= OUTPUT_ROWS else frame.sample(OUTPUT_ROWS, random_state=0)
-        with_outputs = _with_outputs(loaded, sample, inputs)
+        predicted = with_outputs(loaded, sample, inputs)
         # features from all rows; outputs from the (sampled) rows the model predicted
         full = profile(frame[[*inputs, *([target] if target else [])]])
-        outputs = profile(with_outputs[[c for c in with_outputs if c not in frame.columns]])
+        outputs = profile(predicted[[c for c in predicted if c not in frame.columns]])
         return full.model_copy(update={"columns": [*full.columns, *outputs.columns]})
 
     key = f"{training.content_hash}|models:/{name}/{version}|{target}|v{PROFILE_FORMAT}"
@@ -134,7 +128,7 @@ def model_reference(
     evaluation = datasets.get("evaluation")
     perf_frame = _read_dataset(client, evaluation) if evaluation is not None else frame
     if target is not None and target in perf_frame:
-        perf_frame = _with_outputs(loaded, perf_frame.head(OUTPUT_ROWS), inputs)
+        perf_frame = with_outputs(loaded, perf_frame.head(OUTPUT_ROWS), inputs)
     else:
         perf_frame = None
     return ModelReference(
@@ -172,7 +166,7 @@ def _target(frame: pd.DataFrame, inputs: list[str], target: str | None, what: st
     return extra[0] if len(extra) == 1 else None  # ambiguous or absent: no label metrics
 
 
-def _with_outputs(loaded: Any, frame: pd.DataFrame, inputs: list[str]) -> pd.DataFrame:
+def with_outputs(loaded: Any, frame: pd.DataFrame, inputs: list[str]) -> pd.DataFrame:
     """``frame`` plus ``prediction`` and ``proba.<class>`` as the server logs them."""
     x = frame[inputs]
     out = frame.copy()

@@ -293,3 +293,22 @@ class Approval(Base):
     policy: Mapped[str | None] = mapped_column(String(200))  # an automated policy that decided
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PipelineRun(Base):
+    """One run of the pipeline (`shipway.pipeline.records`): its stages, as they went, in JSON."""
+
+    __tablename__ = "pipeline_runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    commit: Mapped[str | None] = mapped_column(String(64), index=True)
+    branch: Mapped[str | None] = mapped_column(String(200))
+    dirty: Mapped[bool] = mapped_column(Boolean)
+    trigger: Mapped[str] = mapped_column(String(100))  # manual | schedule | data | drift | ci
+    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed | waiting
+    stages: Mapped[list[Any]] = mapped_column(JSON)
+    context: Mapped[dict[str, Any]] = mapped_column(JSON)  # what stages handed on (version, image)
+    summary: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
