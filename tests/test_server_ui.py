@@ -42,6 +42,7 @@ MARKUP_SINKS = re.compile(r"\.(innerHTML|outerHTML|insertAdjacentHTML)\b|documen
 HEADINGS = {
     "models": "Models",
     "runs": "Runs",
+    "pipelines": "Pipelines",
     "deployments": "Deployments",
     "monitoring": "Monitoring",
     "approvals": "Approvals",
@@ -118,6 +119,24 @@ def _seed(team: Team) -> None:
         }
     )
     start_rollout(state, client=dana)
+    _seed_pipeline(dana)
+
+
+def _seed_pipeline(client: shipway.Client) -> None:
+    from shipway.pipeline import records
+
+    run = records.start_run("credit", commit="ab" * 20, branch="main", dirty=False,
+                            trigger="manual", context={}, client=client)  # fmt: skip
+    train = records.StageRecord("train", "train", "passed", seconds=2.5, detail="registered v2")
+    failed = records.StageRecord(
+        "validate", "validate", "failed", seconds=1.25, detail=f"roc_auc = 0.61 {HOSTILE}",
+        checks=[{"name": "roc_auc", "passed": False, "value": 0.61, "bound": ">= 0.75",
+                 "detail": "roc_auc = 0.6100 is not >= 0.75"}],
+    )  # fmt: skip
+    context = {"uri": "models:/credit/2"}
+    records.save_stage(run.id, train, context, client=client)
+    records.save_stage(run.id, failed, context, client=client)
+    records.finish_run(run.id, "failed", "validate failed: roc_auc", client=client)
 
 
 # -- the files over plain HTTP ---------------------------------------------------------------
@@ -345,6 +364,24 @@ def test_deployments_and_a_rollout_with_its_steps(browser: Browser, team: Team) 
         rows = page.locator("#view tbody tr", has_text="passed")
         expect(rows).to_have_count(2)
         expect(rows.nth(1)).to_contain_text("p99 41 ms")
+
+
+@pytest.mark.slow
+def test_pipeline_runs_and_the_failed_check(browser: Browser, team: Team) -> None:
+    from playwright.sync_api import expect
+
+    with ui(browser, team, "viewer") as tab:
+        page = tab.page
+        open_page(page, "pipelines")
+        row = page.locator("#view tbody tr").first
+        expect(row).to_contain_text("abababababab")
+        expect(row).to_contain_text("✓ train  ✗ validate")
+        page.click("#view tbody tr a")
+        expect(page.locator("#view h1")).to_contain_text("Pipeline run")
+        failed = page.locator("#view tbody tr", has_text="roc_auc = 0.6100 is not >= 0.75")
+        expect(failed).to_have_count(1)
+        expect(page.locator("#view")).to_contain_text("models:/credit/2")
+        expect(page.locator("#view")).to_contain_text(HOSTILE)  # shown as text, never markup
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@
 
 Modules: `app` (the ASGI app: auth, the route wrapper, errors), `auth` (the token middleware),
 `endpoints` (the route table and the OpenAPI spec built from it), then one module per noun:
-`meta`, `runs`, `models`, `artifacts`, `deployments`, `governance`; `serve` runs it.
+`meta`, `runs`, `models`, `artifacts`, `deployments`, `pipelines`, `governance`; `serve` runs it.
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ def _http_error(request: Request, exc: Exception) -> Response:
 
 def endpoints() -> list[Endpoint]:
     """Every operation of the API, in the order the docs show them."""
-    from shipway.server import artifacts, deployments, governance, meta, models, runs
+    from shipway.server import artifacts, deployments, governance, meta, models, pipelines, runs
     from shipway.server.ui import ENDPOINTS as UI_ENDPOINTS
 
     return [
@@ -151,6 +151,7 @@ def endpoints() -> list[Endpoint]:
         *models.ENDPOINTS,
         *artifacts.ENDPOINTS,
         *deployments.ENDPOINTS,
+        *pipelines.ENDPOINTS,
         *governance.ENDPOINTS,
         *UI_ENDPOINTS,
     ]

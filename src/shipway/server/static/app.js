@@ -4,11 +4,12 @@ import { errorBox } from "./dom.js";
 import * as approvals from "./approvals.js";
 import * as audit from "./audit.js";
 import * as deployments from "./deployments.js";
+import * as pipelines from "./pipelines.js";
 import * as models from "./models.js";
 import * as monitoring from "./monitoring.js";
 import * as runs from "./runs.js";
 
-const PAGES = { models, runs, deployments, rollouts: deployments, monitoring, approvals, audit };
+const PAGES = { models, runs, pipelines, deployments, rollouts: deployments, monitoring, approvals, audit };
 const RANK = { viewer: 0, developer: 1, approver: 2, admin: 3 };
 
 const $ = (id) => document.getElementById(id);
