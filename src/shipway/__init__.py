@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         update_model_card,
     )
     from shipway.tracking import Run, get_run, list_runs, start_run
+    from shipway.tracking.reproduce import ReproduceReport, reproduce
     from shipway.types import ColumnSpec, OutputSpec, Signature, infer_signature
 
 __version__ = "0.1.0"
@@ -74,6 +75,7 @@ _LAZY = {
     "OutputSpec": "shipway.types",
     "PythonModel": "shipway.flavors",
     "RegisteredModelInfo": "shipway.records",
+    "ReproduceReport": "shipway.tracking.reproduce",
     "Run": "shipway.tracking",
     "RunInfo": "shipway.records",
     "Settings": "shipway.config",
@@ -94,6 +96,7 @@ _LAZY = {
     "load_model": "shipway.registry.registry",
     "monitor": "shipway.monitoring.monitor",
     "register_model": "shipway.registry.registry",
+    "reproduce": "shipway.tracking.reproduce",
     "set_alias": "shipway.registry.registry",
     "start_run": "shipway.tracking",
     "update_model_card": "shipway.registry.registry",
@@ -130,6 +133,7 @@ __all__ = [
     "OutputSpec",
     "PythonModel",
     "RegisteredModelInfo",
+    "ReproduceReport",
     "Run",
     "RunInfo",
     "Settings",
@@ -151,6 +155,7 @@ __all__ = [
     "load_model",
     "monitor",
     "register_model",
+    "reproduce",
     "set_alias",
     "start_run",
     "update_model_card",

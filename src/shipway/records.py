@@ -8,6 +8,8 @@ from typing import Any
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, _Record):
+        return value.to_dict()
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):

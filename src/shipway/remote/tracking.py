@@ -24,7 +24,7 @@ from shipway.remote import records
 from shipway.remote._http import RemoteApi, segment
 from shipway.tracking import capture
 from shipway.tracking.datasets import describe
-from shipway.tracking.run import Run, _model_seeds
+from shipway.tracking.run import Run, _model_seeds, dataset_path_tag
 from shipway.types import Signature
 
 MAX_LIMIT = 1000
@@ -72,7 +72,9 @@ class RemoteRun(Run):
         )
         return seeded
 
-    def log_dataset(self, df: Any, name: str, role: str = "training") -> DatasetInfo:
+    def log_dataset(
+        self, df: Any, name: str, role: str = "training", *, path: str | Path | None = None
+    ) -> DatasetInfo:
         content_hash, schema, parquet = describe(df)
         api = api_of(self.client)
         blob = api.upload_bytes(parquet)
@@ -87,6 +89,8 @@ class RemoteRun(Run):
                 "role": role,
             },
         )
+        if path is not None:
+            self.set_tag(*dataset_path_tag(name, path))
         return records.dataset(data)
 
     def log_artifact(self, path: str | Path, name: str | None = None) -> str:

@@ -10,8 +10,8 @@ from typing import Any
 from shipway.errors import InvalidInputError
 
 
-def describe(df: Any) -> tuple[str, list[dict[str, Any]], bytes]:
-    """Content hash, schema and Parquet bytes of a DataFrame.
+def content_hash(df: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Content hash and schema of a DataFrame.
 
     The hash covers the schema and the values row by row (pandas' own row hashing), not the
     Parquet bytes, so the same data hashes the same whatever library version wrote it.
@@ -29,9 +29,15 @@ def describe(df: Any) -> tuple[str, list[dict[str, Any]], bytes]:
         h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     except TypeError as exc:  # unhashable cells such as lists
         raise InvalidInputError(f"Cannot hash this DataFrame's values: {exc}.") from exc
+    return h.hexdigest(), schema
+
+
+def describe(df: Any) -> tuple[str, list[dict[str, Any]], bytes]:
+    """Content hash, schema and Parquet bytes of a DataFrame (see `content_hash`)."""
+    digest, schema = content_hash(df)
     buf = io.BytesIO()
     try:
         df.to_parquet(buf, index=False)
     except Exception as exc:
         raise InvalidInputError(f"Cannot store this DataFrame as Parquet: {exc}.") from exc
-    return h.hexdigest(), schema, buf.getvalue()
+    return digest, schema, buf.getvalue()

@@ -8,13 +8,17 @@
         run.log_model(model, input_example=train_df.head())
 
 The run captures its code version, environment and seeds by itself. An exception in the block
-marks the run failed with the error, and is re-raised.
+marks the run failed with the error, and is re-raised. A dataset logged with the `path` of the
+file it was read from can be put back there when the run is reproduced
+(`shipway runs reproduce`, which sets `SHIPWAY_REPRODUCES` so the new run is tagged with the
+run it reproduces).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -32,6 +36,11 @@ from shipway.store.store import Transaction
 from shipway.tracking import capture
 from shipway.tracking.datasets import describe
 from shipway.types import Signature
+
+DATASET_PATH_TAG = "shipway.dataset_path."
+"""Tag prefix recording the file a dataset was read from: `shipway.dataset_path.NAME`."""
+REPRODUCES_ENV = "SHIPWAY_REPRODUCES"
+"""Set to a run id, runs started in this process are tagged `reproduces=<run id>`."""
 
 
 class Run:
@@ -85,11 +94,18 @@ class Run:
             )
         return seeded
 
-    def log_dataset(self, df: Any, name: str, role: str = "training") -> DatasetInfo:
+    def log_dataset(
+        self, df: Any, name: str, role: str = "training", *, path: str | Path | None = None
+    ) -> DatasetInfo:
+        """Log `df`; `path`, the file it was read from (as is), lets a reproduction of the run
+        restore the file there from the logged copy."""
         content_hash, schema, parquet = describe(df)
         blob = self.client.artifacts.put_bytes(parquet)
         with self.client.write() as tx:
             link_dataset(tx, self.id, name, content_hash, blob, schema, len(df), role)
+            if path is not None:
+                key, value = dataset_path_tag(name, path)
+                tx.session.merge(t.Tag(run_id=self.id, key=key, value=value))
         return DatasetInfo(name, content_hash, blob, len(df), schema, role)
 
     def log_artifact(self, path: str | Path, name: str | None = None) -> str:
@@ -150,6 +166,12 @@ class Run:
         return get_run(self.id, client=self.client)
 
 
+def dataset_path_tag(name: str, path: str | Path) -> tuple[str, str]:
+    """The tag naming the file a dataset was read from, as an absolute path: a reproduction
+    maps it into its worktree through the run's recorded repository root."""
+    return f"{DATASET_PATH_TAG}{name}", str(Path(path).resolve())
+
+
 def _record_seeds(row: t.Run, **entries: dict[str, Any]) -> None:
     """Replace entries of the run's `environment["seeds"]` (a new dict, so the JSON column is
     seen as changed)."""
@@ -180,6 +202,9 @@ def start_run(
     client: Client | None = None,
 ) -> Iterator[Run]:
     client = client or get_client()
+    reproduces = os.environ.get(REPRODUCES_ENV)
+    if reproduces:
+        tags = {**(tags or {}), "reproduces": reproduces}
     if client.remote:
         from shipway.remote import tracking as remote
 
