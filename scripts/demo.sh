@@ -77,6 +77,61 @@ shipway rollout start "$candidate" --env production --steps 10,50,100 --interval
 wait "$traffic" || true
 shipway rollout status --env production
 shipway deployments show production
+
+step "The pipeline, from commit to staging: tests, lint, security, train, validate, deploy, smoke"
+shipway pipeline run --to smoke
+pending() { python -c '
+import json, sys
+found = json.load(sys.stdin)
+print(found[0]["id"] if found else "")'; }
+
+step "The gate and the canary: the pipeline waits for an approver, then canaries into production"
+python request.py --url "http://127.0.0.1:$production" --duration 120 --concurrency 4 >/dev/null &
+traffic=$!
+shipway pipeline run --from gate &
+pipeline=$!
+approval=""
+for _ in $(seq 1 120); do
+  approval=$(shipway approvals list --env production --status pending --json | pending)
+  [ -n "$approval" ] && break
+  sleep 1
+done
+echo "The pipeline asked for approval ${approval}; alice approves it:"
+SHIPWAY_ACTOR=alice shipway approvals approve "$approval" --comment "validated in staging"
+wait "$pipeline"
+kill "$traffic" 2>/dev/null || true
+wait "$traffic" 2>/dev/null || true
+shipway pipeline list --limit 3
+
+step "New data drifts; the monitor's alert starts a retraining that publishes a challenger"
+python generate.py --drift --seed 11 --out data/credit_new.parquet
+shipway monitor watch models:/credit@champion --window 1h --target default --every 1h --runs 1 \
+  --command "shipway retrain credit --trigger drift --detach"
+run_state() { python -c '
+import json, sys
+runs = [r for r in json.load(sys.stdin) if r["trigger"] == "retrain:drift"]
+print(" ".join([runs[0]["id"], runs[0]["status"]]) if runs else "")'; }
+state=""
+for _ in $(seq 1 300); do
+  state=$(shipway pipeline list --json | run_state)
+  case "$state" in *running*|"") sleep 1 ;; *) break ;; esac
+done
+retraining=${state%% *}
+shipway pipeline show "$retraining"
+
+step "The challenger goes through the gate (alice approves) and the canary"
+approval=$(shipway approvals list --env production --status pending --json | pending)
+if [ -n "$approval" ]; then
+  SHIPWAY_ACTOR=alice shipway approvals approve "$approval" --comment "retrained on new data"
+  python request.py --url "http://127.0.0.1:$production" --duration 90 --concurrency 4 >/dev/null &
+  traffic=$!
+  shipway retrain credit --resume "$retraining"
+  kill "$traffic" 2>/dev/null || true
+  wait "$traffic" 2>/dev/null || true
+else
+  echo "The policy did not ask for an approval: see the retraining's decision above."
+fi
+shipway models lineage models:/credit@champion
 shipway deployments down staging
 shipway deployments down production
 trap - EXIT

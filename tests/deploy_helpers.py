@@ -3,6 +3,9 @@ models defined here can be saved and rebuilt in replica processes)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -86,3 +89,17 @@ class Load:
     @property
     def failed(self) -> int:
         return sum(n for s, n in self.statuses.items() if s == 0 or s >= 500)
+
+
+def bring_down(environments: list[str]) -> None:
+    """Stop each environment a test started; kill its agent when stopping fails."""
+    from shipway.deploy import control, records
+
+    for env in environments:
+        try:
+            control.down(env, wait_s=60)
+        except Exception:  # best effort: kill what is left
+            dep = records.find_deployment(env)
+            if dep is not None and dep.agent_pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(dep.agent_pid, signal.SIGKILL)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 import shipway
-from deploy_helpers import Load, register_doubler
+from deploy_helpers import Load, bring_down, register_doubler
 from serving_helpers import free_port, run_cli
 from shipway.deploy import control, records
 from shipway.deploy.analysis import Checks
@@ -33,14 +33,7 @@ def environments(shipway_home: Path) -> Iterator[list[str]]:
     """Environments the test starts; each is brought down afterwards, whatever happened."""
     started: list[str] = []
     yield started
-    for env in started:
-        try:
-            control.down(env, wait_s=60)
-        except Exception:  # best effort: kill what is left
-            dep = records.find_deployment(env)
-            if dep is not None and dep.agent_pid:
-                with __import__("contextlib").suppress(ProcessLookupError):
-                    os.kill(dep.agent_pid, signal.SIGKILL)
+    bring_down(started)
 
 
 def _deploy(uri: str, env: str, environments: list[str], **kw: object) -> records.DeploymentInfo:

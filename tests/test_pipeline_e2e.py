@@ -114,6 +114,8 @@ def test_the_whole_pipeline_runs_through_staging(
     assert stored == (project / "data" / "credit.parquet").read_bytes()
     log = client.artifacts.get_bytes(str(run.stages[names.index("train")].log)).decode()
     assert "python train.py" in log and "Registered models:/credit/1" in log
+    trained = shipway.get_run(str(shipway.get_model_version("models:/credit/1").run_id))
+    assert trained.tags["pipeline_run"] == run.id  # the version leads back to this pipeline run
     from shipway.deploy.records import get_deployment
 
     staging = get_deployment("staging")

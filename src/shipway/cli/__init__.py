@@ -15,6 +15,7 @@ from shipway.cli import (
     models,
     monitor,
     pipeline,
+    retrain,
     runs,
     serve,
     server,
@@ -47,6 +48,7 @@ def create_app() -> typer.Typer:
     app.command("run-image")(build.run_image)
     app.command("deploy")(deploy.deploy)
     app.command("lineage")(models.lineage)
+    retrain.register(app)
 
     @app.command()
     def version() -> None:

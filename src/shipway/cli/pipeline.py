@@ -1,4 +1,4 @@
-"""`shipway pipeline init|run|list|show|logs`."""
+"""`shipway pipeline init|run|list|show|logs|export`."""
 
 from __future__ import annotations
 
@@ -180,7 +180,8 @@ def show(
         for path, digest in s.artifacts.items():
             rows.append([f"   {path}", "output", "", "", f"sha256:{short(digest)}"])
     table(None, ["stage", "kind", "status", "took", "detail"], rows, no_wrap=["stage"])
-    handed = {k: v for k, v in result.context.items() if k != "metrics"}
+    handed = {k: v for k, v in result.context.items()
+              if isinstance(v, str | int | float) and len(str(v)) <= 80}  # fmt: skip
     if handed:
         console.print("Handed on: " + ", ".join(f"{k}={fmt(v)}" for k, v in handed.items()),
                       highlight=False)  # fmt: skip
@@ -205,3 +206,37 @@ def logs(
             f"Stages with logs: {', '.join(s.name for s in result.stages if s.log) or 'none'}.",
         )
     typer.echo(get_client().artifacts.get_bytes(found[0].log).decode(errors="replace"), nl=False)
+
+
+@app.command()
+def export(
+    target: str = typer.Argument(..., help="The CI to export to: github or gitlab."),
+    directory: Path = DIR,
+    output: str | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        show_default=False,
+        help="Where to write it; - prints it. Default: .github/workflows/shipway.yml (github) "
+        "or .gitlab-ci.yml (gitlab) at the root of the git repository.",
+    ),
+    install: str | None = typer.Option(
+        None,
+        show_default=False,
+        help="How each job installs Shipway. Default: pip install Shipway with its pipeline "
+        "extra; pin the version you use, and add the project's own requirements.",
+    ),
+    force: bool = typer.Option(False, help="Replace an existing file that differs."),
+) -> None:
+    """Write the pipeline as a CI workflow: one job per stage, each running that stage."""
+    from shipway.pipeline.export import DEFAULT_INSTALL, export_project, write_export
+
+    text, default = export_project(directory, target, install=install or DEFAULT_INSTALL)
+    if output == "-":
+        typer.echo(text, nl=False)
+        return
+    path = Path(output) if output else default
+    if write_export(text, path, force=force):
+        console.print(f"Wrote the {target} workflow to [bold]{path}[/bold].", highlight=False)
+    else:
+        console.print(f"{path} is up to date.", highlight=False)

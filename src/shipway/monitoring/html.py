@@ -26,7 +26,7 @@ from functools import cache
 from importlib import metadata, resources
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment
 from markupsafe import Markup
 
 from shipway.monitoring import svg
@@ -36,6 +36,7 @@ from shipway.monitoring.performance import PerformanceReport
 from shipway.monitoring.quality import ColumnQuality, Finding, Severity
 from shipway.monitoring.result import Alert, Distribution, MonitorResult
 from shipway.monitoring.svg import MINUS
+from shipway.templating import html_environment
 
 __all__ = ["render_html", "write_html"]
 
@@ -422,13 +423,7 @@ def _ordered(first: Iterable[str], rest: Iterable[Iterable[str]]) -> list[str]:
 
 @cache
 def _environment() -> Environment:
-    env = Environment(
-        loader=PackageLoader("shipway.monitoring", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    env = html_environment("shipway.monitoring")
     env.filters.update(num=fmt_num, pct=fmt_pct, when=fmt_when, metric=_metric_name)
     return env
 

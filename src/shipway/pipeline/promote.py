@@ -29,6 +29,7 @@ def promote(uri: str, o: PromoteOptions, client: Client, say: Callable[[str], No
     checks = Checks(
         max_error_rate=Checks.max_error_rate if o.max_error_rate is None else o.max_error_rate,
         max_p99_ms=o.max_p99_ms,
+        min_requests=Checks.min_requests if o.min_requests is None else o.min_requests,
     )
     state = rollout_start(
         version.uri,
@@ -43,8 +44,16 @@ def promote(uri: str, o: PromoteOptions, client: Client, say: Callable[[str], No
     def moved(st: RolloutState) -> None:
         say(f"rollout {st.status}: {st.weight:g}% to v{st.canary_version}")
 
+    limit = parse_duration(o.timeout, "timeout").total_seconds()
     final = wait_rollout(o.environment, state.id, client=client, on_change=moved,
-                         until_paused=False)  # fmt: skip
+                         timeout_s=limit, until_paused=False)  # fmt: skip
+    if final.active:
+        return Outcome(
+            False,
+            f"the canary of {version.uri} is still {final.status} at {final.weight:g}% after "
+            f"{o.timeout} (too little traffic to analyse?); it carries on: follow it with "
+            f"`shipway rollout status --env {o.environment}`",
+        )
     if final.status == "promoted":
         return Outcome(True, f"{version.uri} promoted to {o.environment} by canary")
     return Outcome(

@@ -76,9 +76,10 @@ def run_pipeline(
     chosen = spec.select(start=start, stop=stop, only=only)
     git = git_state(spec.directory)
     commit, branch = git.get("commit"), branch_of(spec.directory)
+    # A run from the first stage is a new run; anything later continues this commit's run.
     prior = (
         records.latest_for_commit(spec.model, commit, client=client)
-        if (start or only) and start != spec.stages[0].name
+        if chosen[0] is not spec.stages[0]
         else None
     )
     if prior is not None:

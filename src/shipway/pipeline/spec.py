@@ -183,6 +183,10 @@ class PromoteOptions(_Strict):
     interval: str = "30s"
     max_error_rate: float | None = Field(None, ge=0, le=1)
     max_p99_ms: float | None = Field(None, gt=0)
+    min_requests: int | None = Field(None, ge=1)
+    """Canary requests an analysis needs to be conclusive (the rollout's default: 20)."""
+    timeout: str = "2h"
+    """How long to follow the canary; past it the stage fails and the rollout carries on."""
     port: int | None = Field(None, ge=1, le=65535)
     """Only for the first release into an environment that runs nothing yet."""
 
@@ -294,27 +298,51 @@ class PipelineSpec(_Strict):
 # -- loading, with line numbers ------------------------------------------------------------------
 
 
-def load_spec(directory: Path | None = None) -> PipelineSpec:
-    """The pipeline of `shipway.yaml` in `directory` (the current one by default)."""
+def spec_file(directory: Path | None, hint: str) -> Path:
+    """`shipway.yaml` in ``directory`` (the current one by default), or NotFoundError."""
     directory = (directory or Path.cwd()).resolve()
     path = directory / SPEC_FILE
     if not path.is_file():
-        raise NotFoundError(
-            f"No {SPEC_FILE} in {directory}.",
-            "Write a starter with `shipway pipeline init`, or run from the project's folder.",
-        )
-    return parse_spec(path.read_text(), path)
+        raise NotFoundError(f"No {SPEC_FILE} in {directory}.", hint)
+    return path
 
 
-def parse_spec(text: str, path: Path) -> PipelineSpec:
+def read_yaml(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for line numbers) and its data; malformed YAML is an
+    InvalidInputError naming the line."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise InvalidInputError(f"{path}{where}: not valid YAML ({problem}).") from None
+
+
+def field_error(path: Path, root: yaml.Node | None, loc: Sequence[str | int], message: str,
+                hint: str | None = None) -> InvalidInputError:  # fmt: skip
+    """The error for the field ``loc``: file, line and dotted field name first."""
+    return InvalidInputError(f"{path}, line {_line(root, loc)}: {_dotted(loc)}: {message}.", hint)
+
+
+def validation_error(
+    path: Path, root: yaml.Node | None, section: str, exc: ValidationError, hint: str | None
+) -> InvalidInputError:
+    error = _first(exc)
+    return field_error(path, root, (section, *error["loc"]), _message(error), hint)
+
+
+def load_spec(directory: Path | None = None) -> PipelineSpec:
+    """The pipeline of `shipway.yaml` in `directory` (the current one by default)."""
+    path = spec_file(
+        directory,
+        "Write a starter with `shipway pipeline init`, or run from the project's folder.",
+    )
+    return parse_spec(path.read_text(), path)
+
+
+def parse_spec(text: str, path: Path) -> PipelineSpec:
+    root, data = read_yaml(text, path)
     if not isinstance(data, dict) or "pipeline" not in data:
         raise InvalidInputError(
             f"{path} has no 'pipeline:' section.",
@@ -328,18 +356,11 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
             _check_stage(stage, i)
         _check_unique(spec)
     except ValidationError as exc:
-        error = _first(exc)
-        loc = ("pipeline", *error["loc"])
-        raise InvalidInputError(
-            f"{path}, line {_line(root, loc)}: {_dotted(loc)}: {_message(error)}.",
-            _hint(loc, data),
-        ) from None
+        loc = ("pipeline", *_first(exc)["loc"])
+        raise validation_error(path, root, "pipeline", exc, _hint(loc)) from None
     except _StageError as exc:
         loc = ("pipeline", "stages", *exc.loc)
-        raise InvalidInputError(
-            f"{path}, line {_line(root, loc)}: {_dotted(loc)}: {exc.message}.",
-            exc.hint,
-        ) from None
+        raise field_error(path, root, loc, exc.message, exc.hint) from None
     return spec.model_copy(update={"directory": path.parent})
 
 
@@ -408,7 +429,7 @@ def _dotted(loc: Sequence[str | int]) -> str:
     return out
 
 
-def _hint(loc: Sequence[str | int], data: Any) -> str | None:
+def _hint(loc: Sequence[str | int]) -> str | None:
     if len(loc) >= 4 and loc[1] == "stages" and loc[3] == "with":
         return "Each built-in's options are listed in docs/pipeline.md."
     return None

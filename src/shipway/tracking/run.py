@@ -41,6 +41,9 @@ DATASET_PATH_TAG = "shipway.dataset_path."
 """Tag prefix recording the file a dataset was read from: `shipway.dataset_path.NAME`."""
 REPRODUCES_ENV = "SHIPWAY_REPRODUCES"
 """Set to a run id, runs started in this process are tagged `reproduces=<run id>`."""
+PIPELINE_ENV = "SHIPWAY_PIPELINE_RUN"
+"""Set by `shipway pipeline run` for its stages: runs are tagged `pipeline_run=<id>`, so a
+model version leads back to the pipeline run that trained it."""
 
 
 class Run:
@@ -202,9 +205,9 @@ def start_run(
     client: Client | None = None,
 ) -> Iterator[Run]:
     client = client or get_client()
-    reproduces = os.environ.get(REPRODUCES_ENV)
-    if reproduces:
-        tags = {**(tags or {}), "reproduces": reproduces}
+    for var, tag in ((REPRODUCES_ENV, "reproduces"), (PIPELINE_ENV, "pipeline_run")):
+        if os.environ.get(var):
+            tags = {**(tags or {}), tag: os.environ[var]}
     if client.remote:
         from shipway.remote import tracking as remote
 
