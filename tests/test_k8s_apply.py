@@ -249,3 +249,51 @@ def test_the_cli_applies_shows_status_and_rolls_back(
     out = runner.invoke(app, ["k8s", "rollback", "--env", "staging"])
     assert out.exit_code == 0, out.output
     assert "rolled back to revision 3: models:/credit/1" in out.output
+
+
+def test_apply_from_a_rendered_directory_keeps_every_option(
+    credit: list[shipway.ModelVersionInfo], fake: FakeKubernetes, tmp_path: Path
+) -> None:
+    from shipway.cli import create_app
+    from shipway.deploy.kubernetes.render import OPTIONS_FILE
+
+    out_dir = tmp_path / "k8s"
+    runner, app = CliRunner(), create_app()
+    rendered = runner.invoke(app, [
+        "k8s", "render", "models:/credit/1", "-o", str(out_dir), "--gpu", "1",
+        "--gpu-node-selector", "pool=gpu", "--gpu-toleration", "nvidia.com/gpu:NoSchedule",
+        "--secret", "credit-db", "--max-batch-size", "16",
+    ])  # fmt: skip
+    assert rendered.exit_code == 0, rendered.output
+    assert (out_dir / OPTIONS_FILE).is_file()
+    refused = runner.invoke(app, ["k8s", "apply", "--from", str(out_dir), "--env", "staging",
+                                  "--replicas", "5"])  # fmt: skip
+    assert refused.exit_code != 0 and "--replicas cannot change" in str(refused.exception)
+    assert fake.get("deployments", NS, "credit") is None  # nothing applied
+    done = runner.invoke(app, ["k8s", "apply", "--from", str(out_dir), "--env", "staging"])
+    assert done.exit_code == 0, done.output
+    pod = fake.get("deployments", NS, "credit")["spec"]["template"]["spec"]  # type: ignore[index]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == {"pool": "gpu"}
+    assert any(t.get("key") == "nvidia.com/gpu" for t in pod["tolerations"])
+    assert {"secretRef": {"name": "credit-db"}} in pod["containers"][0]["envFrom"]
+    config = [o for (k, _, _), o in fake.objects.items() if k == "configmaps"]
+    assert any("16" in str(c.get("data")) for c in config)
+    # a new version with the same options, its image resolved from the registry records
+    again = runner.invoke(app, ["k8s", "apply", "models:/credit/2", "--from", str(out_dir),
+                                "--env", "staging"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert _image(fake) == f"registry.example/credit@sha256:{DIGEST[2]}"
+    assert records.get_deployment("staging").version == 2
+
+
+def test_apply_needs_a_version_or_a_rendered_directory(
+    fake: FakeKubernetes, tmp_path: Path
+) -> None:
+    from shipway.cli import create_app
+
+    out = CliRunner().invoke(create_app(), ["k8s", "apply", "--env", "staging"])
+    assert out.exit_code != 0 and "or --from DIR" in str(out.exception)
+    out = CliRunner().invoke(create_app(), ["k8s", "apply", "--from", str(tmp_path),
+                                            "--env", "staging"])  # fmt: skip
+    assert "has no shipway-render.json" in str(out.exception)

@@ -297,10 +297,44 @@ def _progress() -> tuple[Progress, Callable[[RolloutStatus], None]]:
     return bar, update
 
 
+SHAPING = ("image", "name", "replicas", "max_replicas", "hpa", "cpu", "cpu_limit", "memory",
+           "gpu", "port", "secret", "gateway")  # fmt: skip
+
+
+def _saved_options(directory: Path, uri: str | None, image: str | None) -> RenderOptions:
+    """The options `shipway k8s render` saved in ``directory``; ``uri`` (with ``image``, or its
+    pushed image) applies another version with the very same options."""
+    from dataclasses import replace
+
+    from shipway.deploy.kubernetes import RenderOptions
+    from shipway.deploy.kubernetes.render import OPTIONS_FILE
+    from shipway.errors import NotFoundError
+
+    path = directory / OPTIONS_FILE
+    if not path.is_file():
+        raise NotFoundError(
+            f"{directory} has no {OPTIONS_FILE}.",
+            "Give the directory `shipway k8s render -o DIR` wrote (render it again if it is "
+            "older than this option).",
+        )
+    saved = RenderOptions.from_json(path.read_text())
+    return replace(saved, uri=uri, image=image) if uri else saved
+
+
 @app.command()
 def apply(
-    uri: str = typer.Argument(..., help="The version: models:/NAME/VERSION or models:/NAME@ALIAS."),
+    ctx: typer.Context,
+    uri: str | None = typer.Argument(
+        None, help="The version: models:/NAME/VERSION or @ALIAS (with --from: the rendered one)."
+    ),
     env: str = ENV,
+    source: Path | None = typer.Option(
+        None,
+        "--from",
+        help="Apply with every option `shipway k8s render -o DIR` was given "
+        "(GPU pools, secrets, server settings, ...).",
+        rich_help_panel=CLUSTER,
+    ),
     context: str | None = CONTEXT,
     namespace: str | None = NAMESPACE,
     dry_run: bool = typer.Option(
@@ -332,10 +366,26 @@ def apply(
     """Apply a version to an environment on a cluster (server-side apply), wait until it is
     available, then record it. Production needs an approved version."""
     from shipway.deploy.kubernetes.apply import apply as run
+    from shipway.errors import InvalidInputError
 
-    o = _options(uri, name=name, image=image, replicas=replicas, max_replicas=max_replicas,
-                 hpa=hpa, cpu=cpu, cpu_limit=cpu_limit, memory=memory, gpu=gpu, port=port,
-                 secrets=tuple(secret), gateway=gateway)  # fmt: skip
+    if source is not None:
+        # typer vendors click: compare the source by name, not by click's enum
+        given = [f"--{n.replace('_', '-')}" for n in SHAPING if n != "image"
+                 and getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]  # fmt: skip
+        if given:
+            raise InvalidInputError(
+                f"{', '.join(given)} cannot change what --from {source} rendered.",
+                "Render again with the new options, then apply that directory.",
+            )
+        o = _saved_options(source, uri, image)
+    elif uri is None:
+        raise InvalidInputError(
+            "Give the version to apply, or --from DIR (a directory `shipway k8s render` wrote)."
+        )
+    else:
+        o = _options(uri, name=name, image=image, replicas=replicas, max_replicas=max_replicas,
+                     hpa=hpa, cpu=cpu, cpu_limit=cpu_limit, memory=memory, gpu=gpu, port=port,
+                     secrets=tuple(secret), gateway=gateway)  # fmt: skip
     bar, update = _progress()
     with bar:
         done = run(

@@ -6,10 +6,12 @@ fails before the registry is read and long before anything lands in the output d
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from shipway.deploy.analysis import Checks
 from shipway.deploy.rollout import Step, parse_steps
@@ -167,6 +169,32 @@ class RenderOptions:
     failure_limit: int = 1
     checks: Checks = field(default_factory=Checks)
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+
+    # ------------------------------------------------------------------------------------------
+    # Saved with the manifests (`shipway-render.json`), so `k8s apply --from DIR` applies
+    # exactly what was rendered, every option included.
+
+    def to_json(self) -> str:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del data["output"], data["force"]
+        data["server"] = self.server.model_dump(mode="json")
+        data["checks"] = dataclasses.asdict(self.checks)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, output: Path = Path(".")) -> RenderOptions:
+        data: dict[str, Any] = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInputError(
+                f"Unknown render options {', '.join(unknown)}.",
+                "The file was written by another Shipway version: render it again.",
+            )
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        data["server"] = ServerSettings.model_validate(data.get("server", {}))
+        data["checks"] = Checks(**data.get("checks", {}))
+        return cls(output=output, **data)
 
     # ------------------------------------------------------------------------------------------
     # Derived values (each checked in `check`).

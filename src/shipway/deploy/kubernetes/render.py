@@ -224,6 +224,10 @@ def _readme(o: RenderOptions, app: str, release: Release, canary_release: Releas
     return "\n".join(lines + [f"- {n}" for n in needs]) + "\n"
 
 
+OPTIONS_FILE = "shipway-render.json"
+"""The options the manifests were rendered with: `shipway k8s apply --from DIR` reads them."""
+
+
 def _files(
     o: RenderOptions, app: str, release: Release, canary_release: Release | None, base: list[Obj]
 ) -> dict[str, str]:
@@ -236,6 +240,7 @@ def _files(
         for path, document in overlays.overlay(env, o, app, base).items():
             files[f"overlays/{env}/{path}"] = dump(document)
     files["README.md"] = _readme(o, app, release, canary_release)
+    files[OPTIONS_FILE] = o.to_json()
     return files
 
 
