@@ -116,6 +116,9 @@ def test_the_whole_pipeline_runs_through_staging(
     assert "python train.py" in log and "Registered models:/credit/1" in log
     trained = shipway.get_run(str(shipway.get_model_version("models:/credit/1").run_id))
     assert trained.tags["pipeline_run"] == run.id  # the version leads back to this pipeline run
+    made = shipway.lineage("models:/credit/1")["pipeline"]
+    assert made["id"] == run.id and made["commit"] == run.commit
+    assert made["stages"]["validate"] == "passed" and made["status"] == "succeeded"
     from shipway.deploy.records import get_deployment
 
     staging = get_deployment("staging")

@@ -249,6 +249,13 @@ def lineage(uri: str = URI, as_json: bool = JSON_OPTION) -> None:
             f"{a['environment']}: {a['status']} {by} (asked by {a['requested_by']}, "
             f"{str(a['requested_at'])[:19]})"
         )
+    pipe = data.get("pipeline")
+    if pipe and pipe.get("missing"):
+        tree.add(f"pipeline: run {pipe['id']} [dim](no longer recorded)[/dim]")
+    elif pipe:
+        marks = {"passed": "✓", "failed": "✗", "skipped": "↷"}
+        stages = " ".join(f"{marks.get(st, '…')}{n}" for n, st in pipe["stages"].items())
+        tree.add(f"pipeline: run {pipe['id']} ({pipe['trigger']}, {pipe['status']}): {stages}")
     mon = data.get("monitoring")
     if mon:
         drifted = ", ".join(mon["drifted_features"]) or "none"

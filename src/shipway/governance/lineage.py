@@ -4,7 +4,8 @@ The registry's lineage (run, code commit, datasets, environment lock, images, al
 plus what happened to the version after it was registered: the environments running it, the
 approvals that let it there (who decided, under which policy), and the latest monitoring
 result of the model. This is the answer to "which version is live, and what data and code
-made it?".
+made it?". A version trained by `shipway pipeline run` or `shipway retrain` also leads to
+that pipeline run and how each of its stages went.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def lineage(uri: str, *, client: Client | None = None) -> dict[str, Any]:
         for a in list_approvals(client=client)
         if a.model == name and a.version == version
     ]
+    data["pipeline"] = _pipeline(data, client)
     latest = list_results(name, limit=1, client=client)
     data["monitoring"] = (
         None
@@ -67,3 +69,26 @@ def lineage(uri: str, *, client: Client | None = None) -> dict[str, Any]:
         }
     )
     return data
+
+
+def _pipeline(data: dict[str, Any], client: Client) -> dict[str, Any] | None:
+    """The pipeline run whose train stage made the version (its run's `pipeline_run` tag)."""
+    from shipway.errors import NotFoundError
+    from shipway.pipeline.records import get_pipeline_run
+
+    run_id = ((data.get("run") or {}).get("tags") or {}).get("pipeline_run")
+    if not run_id:
+        return None
+    try:
+        found = get_pipeline_run(run_id, client=client)
+    except NotFoundError:
+        return {"id": run_id, "missing": True}
+    return {
+        "id": found.id,
+        "trigger": found.trigger,
+        "status": found.status,
+        "commit": found.commit,
+        "branch": found.branch,
+        "started_at": found.started_at.isoformat(),
+        "stages": {s.name: s.status for s in found.stages},
+    }

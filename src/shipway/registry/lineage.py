@@ -60,6 +60,7 @@ def lineage(uri: str, *, client: Client | None = None) -> dict[str, Any]:
             "end_time": run.end_time.isoformat() if run.end_time else None,
             "params": run.params,
             "metrics": run.metrics,
+            "tags": run.tags,
         },
         "code": env.get("git"),
         "datasets": [d.to_dict() | {"schema": None} for d in run.datasets] if run else [],
