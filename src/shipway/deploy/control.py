@@ -87,13 +87,22 @@ def deploy(
     """Run ``uri`` in ``environment``: start it, or roll the running version over to it.
 
     An environment whose policy requires approval takes only an approved version
-    (ApprovalRequiredError, before anything is written).
+    (ApprovalRequiredError, before anything is written). Through a team server it runs on the
+    server's machine, listening on 127.0.0.1 with the version's latest image: another ``host``
+    or an explicit ``image`` is refused there.
     """
     client = client or get_client()
     if runtime not in ("process", "container"):
         raise InvalidInputError(f"Unknown runtime '{runtime}'.", "Use process or container.")
     if replicas is not None and replicas < 1:
         raise InvalidInputError("--replicas must be at least 1.")
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.deploy(
+            uri, environment, replicas=replicas, port=port, host=host, runtime=runtime,
+            image=image, wait_s=wait_s, client=client, progress=progress,
+        )  # fmt: skip
     version = get_model_version(uri, client=client)  # an unknown version fails here
     check_approved(environment, version.name, version.version, client=client)
     if runtime == "container" and image is None:
@@ -193,6 +202,10 @@ def _wait_deployed(
 def up(environment: str, *, wait_s: float = 300.0, client: Client | None = None) -> DeploymentInfo:
     """Start a stopped environment again from its records (after `down`, a crash, a reboot)."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.up(environment, wait_s=wait_s, client=client)
     dep = records.get_deployment(environment, client=client)
     if dep.agent_alive:
         return dep
@@ -208,8 +221,14 @@ def up(environment: str, *, wait_s: float = 300.0, client: Client | None = None)
 def down(environment: str, *, wait_s: float = 60.0, client: Client | None = None) -> None:
     """Stop the environment's agent (which drains and stops its replicas)."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        remote.down(environment, wait_s=wait_s, client=client)
+        return
     dep = records.get_deployment(environment, client=client)
     if dep.agent_pid is not None and dep.agent_alive:
+        records.request_stop(environment, client=client)
         os.kill(dep.agent_pid, signal.SIGTERM)
         deadline = time.monotonic() + wait_s
         while records.get_deployment(environment, client=client).status != "stopped":
@@ -237,6 +256,13 @@ def rollout_start(
     alias the agent moves on promotion follows from that approval.
     """
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.rollout_start(
+            uri, environment, steps=steps, interval_s=interval_s, failure_limit=failure_limit,
+            checks=checks, client=client,
+        )  # fmt: skip
     version = get_model_version(uri, client=client)
     check_approved(environment, version.name, version.version, client=client)
     dep = records.get_deployment(environment, client=client)

@@ -322,8 +322,12 @@ def save_rollout(
 
 
 def request_rollout(environment: str, request: str, *, client: Client | None = None) -> str:
-    """Ask the agent to ``promote``, ``promote-full`` or ``abort`` the active rollout."""
+    """Ask the agent to ``promote``, ``promote-full`` or ``abort`` the active rollout; its id."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.request_rollout(environment, request, client=client)
     with client.write() as tx:
         row = tx.session.scalar(
             select(t.Rollout)
@@ -348,6 +352,15 @@ def take_request(rollout_id: str, *, client: Client) -> str | None:
             return None
         request, row.request = row.request, None
         return request
+
+
+def request_stop(environment: str, *, client: Client) -> None:
+    """Audit the stop of a running environment as whoever asks for it (its agent, stopping,
+    reports the new status as itself)."""
+    with client.write() as tx:
+        row = tx.session.get(t.Deployment, environment)
+        if row is not None:
+            tx.audit("deploy.stop", f"environment:{environment}", {"status": row.status}, None)
 
 
 def mark_stopped(environment: str, *, client: Client) -> None:

@@ -100,8 +100,12 @@ class RemoteApi:
     def get(self, path: str, **params: Any) -> Any:
         return self.call("GET", path, params=params).json()
 
-    def post(self, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        return self.call("POST", path, json=dict(body or {})).json()
+    def post(
+        self, path: str, body: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
+        """`timeout`: the read timeout of this request, for one that waits on the server's
+        side (a deployment going live) longer than the client's default."""
+        return self.call("POST", path, json=dict(body or {}), timeout=timeout).json()
 
     def put(self, path: str, body: Mapping[str, Any]) -> Any:
         return self.call("PUT", path, json=dict(body)).json()
@@ -123,10 +127,12 @@ class RemoteApi:
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
         ok: tuple[int, ...] = (),
+        timeout: float | None = None,
     ) -> httpx.Response:
         """Send `method API+path`; a 2xx (or a status in `ok`) is returned, anything else
         raised as its ShipwayError. `content` makes a fresh body for each attempt."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
+        limit = self.http.timeout if timeout is None else httpx.Timeout(timeout, connect=10.0)
         for attempt in range(self.retries):
             request = self.http.build_request(
                 method,
@@ -135,6 +141,7 @@ class RemoteApi:
                 json=json,
                 content=content() if content is not None else None,
                 headers=headers,
+                timeout=limit,
             )
             try:
                 response = self.http.send(request, stream=stream)

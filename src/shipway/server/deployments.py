@@ -45,6 +45,16 @@ class PromoteBody(BaseModel):
     full: bool = Field(False, description="Promote the canary now, skipping the steps left.")
 
 
+class StopBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    wait_s: float = Field(60, gt=0, le=600, description="How long to wait for it to stop.")
+
+
+class StartBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    wait_s: float = Field(300, gt=0, le=900, description="How long to wait for it to be live.")
+
+
 def _deployment(dep: DeploymentInfo) -> dict[str, Any]:
     return dep.to_dict() | {"url": dep.url}
 
@@ -78,6 +88,21 @@ def deploy(call: Call) -> dict[str, Any]:
         client=call.client,
     )
     return _deployment(dep)
+
+
+def stop(call: Call) -> dict[str, Any]:
+    from shipway.deploy.control import down
+    from shipway.deploy.records import get_deployment
+
+    env = call.path["environment"]
+    down(env, wait_s=call.body.wait_s, client=call.client)
+    return _deployment(get_deployment(env, client=call.client))
+
+
+def start(call: Call) -> dict[str, Any]:
+    from shipway.deploy.control import up
+
+    return _deployment(up(call.path["environment"], wait_s=call.body.wait_s, client=call.client))
 
 
 def list_rollouts(call: Call) -> list[Any]:
@@ -188,6 +213,29 @@ ENDPOINTS = [
         "Show a deployment and its latest rollout",
         "deployments",
         "viewer",
+    ),
+    Endpoint(
+        "POST",
+        f"{_ENV}/stop",
+        stop,
+        "Stop an environment",
+        "deployments",
+        "developer",
+        body=StopBody,
+        description="Its agent drains and stops the replicas and the gateway; the records "
+        "stay, for `start`. Stopping puts no version anywhere, so it needs no approval.",
+    ),
+    Endpoint(
+        "POST",
+        f"{_ENV}/start",
+        start,
+        "Start a stopped environment again",
+        "deployments",
+        "developer",
+        body=StartBody,
+        description="Runs the version its records name (the one last deployed or promoted "
+        "there) and waits until it is live. No new version goes anywhere, so, as locally, no "
+        "approval is checked again.",
     ),
     Endpoint(
         "POST",
