@@ -8,6 +8,8 @@ loopback so that the official `kubernetes` client and httpx do the talking.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,3 +159,60 @@ def test_prometheus_source_counts_errors_and_p99_of_one_track_over_the_window(
     closing.callback(gone.close)
     with pytest.raises(DeployError, match="Cannot reach Prometheus"):
         gone.stats("canary", 0.0, 60.0)
+
+
+def test_a_rollout_whose_process_died_is_resumed_where_it_was(
+    credit: list[shipway.ModelVersionInfo],
+    fake: FakeKubernetes,
+    prometheus: tuple[FakePrometheus, str],
+) -> None:
+    prom, url = prometheus
+    prom.tracks = {"stable": TrackLoad(rps=90), "canary": TrackLoad(rps=50)}
+    gpu = RenderOptions("models:/credit/1", Path("."), gpu=1, gpu_node_selector=("pool=gpu",))
+    apply(gpu, "staging", poll_s=0.05)
+    first = rollouts.start(
+        dataclasses.replace(gpu, uri="models:/credit/2"), "staging", steps=[10, "pause", 100],
+        interval_s=0.3, checks=Checks(min_requests=20), poll_s=0.05,
+        source=lambda ns, app: PrometheusMetricsSource(url, namespace=ns, app=app),
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while first.controller.state.status != "paused":  # 10% passes, then it waits for promote
+        assert time.monotonic() < deadline, first.controller.state
+        time.sleep(0.05)
+        before = first.controller.state
+        after = first.controller.tick(time.time())
+        if after != before:
+            records.save_rollout(after, previous=before, client=shipway.Client())
+    for close in first.closers:  # the process following it dies here
+        close()
+    paused = records.active_rollout("staging")
+    assert paused is not None and paused.weight == 10
+
+    resumed = rollouts.attach(
+        gpu, "staging", poll_s=0.05,
+        source=lambda ns, app: PrometheusMetricsSource(url, namespace=ns, app=app),
+    )  # fmt: skip
+    assert resumed.controller.state.id == paused.id and resumed.canary.version == 2
+    assert resumed.canary.image == f"registry.example/credit@sha256:{DIGEST[2]}"
+    records.request_rollout("staging", "promote")
+    final = rollouts.run(resumed, tick_s=0.05)
+    assert final.status == "promoted", final.reason
+    assert _canary_weights(fake)[-2:] == [100, 0]
+    pod = fake.get("deployments", NS, "credit")["spec"]["template"]["spec"]  # type: ignore[index]
+    assert pod["containers"][0]["image"].endswith(DIGEST[2])
+    assert pod["nodeSelector"] == {"pool": "gpu"}  # promoted with the options it was applied with
+    assert records.get_deployment("staging").version == 2
+
+
+def test_nothing_to_resume_is_a_clear_error(
+    credit: list[shipway.ModelVersionInfo], fake: FakeKubernetes
+) -> None:
+    from shipway.errors import ConflictError
+
+    apply(RenderOptions("models:/credit/1", Path(".")), "staging", poll_s=0.05)
+    with pytest.raises(ConflictError, match="nothing to resume"):
+        rollouts.attach(
+            RenderOptions("models:/credit/1", Path(".")), "staging",
+            source=lambda ns, app: PrometheusMetricsSource("http://127.0.0.1:9", namespace=ns,
+                                                           app=app),
+        )  # fmt: skip

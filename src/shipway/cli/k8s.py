@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from shipway.deploy.kubernetes import RenderOptions
+    from shipway.deploy.kubernetes.rollouts import CanaryRun
     from shipway.deploy.kubernetes.status import RolloutStatus
 
 app = typer.Typer(help="Kubernetes: manifests for a model version.", no_args_is_help=True)
@@ -297,6 +298,10 @@ def _progress() -> tuple[Progress, Callable[[RolloutStatus], None]]:
     return bar, update
 
 
+FROM = typer.Option(
+    None, "--from", help="A directory `shipway k8s render -o DIR` wrote: its options apply.",
+    rich_help_panel=CLUSTER,
+)  # fmt: skip
 SHAPING = ("image", "name", "replicas", "max_replicas", "hpa", "cpu", "cpu_limit", "memory",
            "gpu", "port", "secret", "gateway")  # fmt: skip
 
@@ -484,17 +489,25 @@ def rollout_start(
     canary_replicas: int = typer.Option(1, help="Canary replicas."),
     gateway: str | None = typer.Option(None, help="The Gateway of the HTTPRoute."),
     hostname: list[str] = typer.Option([], "--hostname", help="Host the route answers."),
+    source: Path | None = FROM,
 ) -> None:
     """Run a canary on the cluster in the foreground: shift the HTTPRoute's weights step by
-    step, analyse Prometheus' numbers, promote or roll back. Ctrl-C aborts it."""
+    step, analyse Prometheus' numbers, promote or roll back. Ctrl-C aborts it; if this process
+    dies instead, `shipway k8s rollout resume` carries on."""
     from shipway.cli.deploy import _print_move, _seconds
     from shipway.deploy.analysis import Checks
     from shipway.deploy.kubernetes import rollouts
     from shipway.deploy.kubernetes.prometheus import PrometheusMetricsSource
     from shipway.deploy.rollout import parse_steps
 
-    o = _options(uri, image=image, canary_replicas=canary_replicas, gateway=gateway,
-                 hostnames=tuple(hostname))  # fmt: skip
+    if source is not None:
+        from dataclasses import replace
+
+        o = replace(_saved_options(source, uri, image), canary_replicas=canary_replicas,
+                    gateway=gateway, hostnames=tuple(hostname))  # fmt: skip
+    else:
+        o = _options(uri, image=image, canary_replicas=canary_replicas, gateway=gateway,
+                     hostnames=tuple(hostname))  # fmt: skip
     checks = Checks(max_error_rate=max_error_rate, max_p99_ms=max_p99_ms,
                     max_p99_ratio=max_p99_ratio, min_requests=min_requests)  # fmt: skip
     bar, update = _progress()
@@ -509,9 +522,48 @@ def rollout_start(
     console.print(f"Rollout {state.id}: version {state.stable_version} -> "
                   f"{state.canary_version} in {env}, steps {steps}, every {interval}.")  # fmt: skip
     _print_move(state)
+    _follow(started)
+
+
+def _follow(started: CanaryRun) -> None:
+    from shipway.cli.deploy import _print_move
+    from shipway.deploy.kubernetes import rollouts
+
     final = rollouts.run(
         started, on_change=_print_move,
         on_error=lambda exc: console.print(f"  [yellow]warning:[/yellow] {exc}"),
     )  # fmt: skip
     if final.status in ("failed", "aborted"):
         raise typer.Exit(1)
+
+
+@rollout.command("resume")
+def rollout_resume(
+    env: str = ENV,
+    prometheus_url: str = typer.Option(..., help="The Prometheus HTTP API to query."),
+    source: Path | None = FROM,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    timeout: float = TIMEOUT,
+) -> None:
+    """Carry on the environment's canary after the process that followed it died: same state,
+    same step. Give --from DIR if the environment was applied from a rendered directory (a
+    promotion applies the stable Deployment with those options). Run it once: two processes
+    following one rollout would both move it."""
+    from shipway.cli.deploy import _print_move
+    from shipway.deploy.kubernetes import rollouts
+    from shipway.deploy.kubernetes.prometheus import PrometheusMetricsSource
+
+    # The URI is the canary's, from the stored rollout: attach replaces this placeholder.
+    o = _saved_options(source, None, None) if source is not None else _options("models:/_/1")
+    bar, update = _progress()
+    with bar:
+        attached = rollouts.attach(
+            o, env, context=context, namespace=namespace, timeout_s=timeout, on_status=update,
+            source=lambda ns, app_: PrometheusMetricsSource(prometheus_url, namespace=ns, app=app_),
+        )  # fmt: skip
+    state = attached.controller.state
+    console.print(f"Resuming rollout {state.id}: version {state.stable_version} -> "
+                  f"{state.canary_version} in {env}, at {state.weight:g}%.")  # fmt: skip
+    _print_move(state)
+    _follow(attached)

@@ -10,6 +10,11 @@ saved with `records.save_rollout` (so `shipway rollout status` shows it, and `sh
 rollout promote|abort --env ENV` from another terminal is taken at the next tick). A promoted
 canary is recorded as the environment's deployment (`k8s.promote`); Ctrl-C aborts the rollout
 (the canary's weight drops to 0 and it is scaled to 0).
+
+Resume (`shipway k8s rollout resume`): when the process following a rollout died (a closed
+laptop, a killed CI job), the stored state and the cluster's objects are all a new process
+needs: :func:`attach` rebuilds the run around them and :func:`run` carries on from the step
+the rollout was at.
 """
 
 from __future__ import annotations
@@ -32,13 +37,13 @@ from shipway.deploy.kubernetes.apply import (
 from shipway.deploy.kubernetes.objects import Names, Obj, Release
 from shipway.deploy.kubernetes.options import RenderOptions
 from shipway.deploy.kubernetes.render import resolve_release
-from shipway.deploy.kubernetes.status import RolloutStatus, wait_available
+from shipway.deploy.kubernetes.status import APPS, RolloutStatus, wait_available
 from shipway.deploy.kubernetes.traffic import KubernetesTraffic
 from shipway.deploy.rollout import Controller, RolloutState, Step, new_rollout
 from shipway.errors import ConflictError, DeployError, InvalidInputError, ShipwayError
 from shipway.governance.approvals import check_approved
 
-__all__ = ["CanaryRun", "run", "start"]
+__all__ = ["CanaryRun", "attach", "run", "start"]
 
 ERRORS_BEFORE_ABORT = 5
 """Ticks in a row whose analysis could not read its numbers before the rollout aborts."""
@@ -139,6 +144,56 @@ def start(
     after = controller.begin(time.time())
     records.save_rollout(after, client=client, previous=state)
     return CanaryRun(controller, traffic, environment, stable, canary, client, closers)
+
+
+def attach(
+    o: RenderOptions,
+    environment: str,
+    *,
+    source: Callable[[str, str], MetricsSource],
+    context: str | None = None,
+    namespace: str | None = None,
+    timeout_s: float = 600.0,
+    poll_s: float = 1.0,
+    cluster_factory: ClusterFactory = _default_cluster,
+    client: Client | None = None,
+    on_status: Callable[[RolloutStatus], None] = lambda _: None,
+) -> CanaryRun:
+    """The active rollout of ``environment``, taken over from a process that is gone. ``o``
+    renders the stable Deployment a promotion applies (the options it was applied with)."""
+    client = client or get_client()
+    state = records.active_rollout(environment, client=client)
+    if state is None:
+        raise ConflictError(
+            f"No rollout is running or paused in {environment}: nothing to resume.",
+            f"Start one with `shipway k8s rollout start URI --env {environment}`.",
+        )
+    dep = records.kubernetes_deployment(environment, client=client)
+    app = dep.observed["app"]
+    ns = namespace or dep.observed["namespace"]
+    cluster = cluster_factory(context or dep.host, ns)
+    try:
+        found = cluster.get(APPS, "Deployment", Names(app).track("canary"))
+        if found is None:
+            raise ConflictError(
+                f"Rollout {state.id} has no canary Deployment in {ns}: it cannot go on.",
+                f"Abort it (`shipway rollout abort --env {environment}`) and start a new one.",
+            )
+        image = found["spec"]["template"]["spec"]["containers"][0]["image"]
+        canary = Release(dep.model, state.canary_version, image)
+        promoted = _promoted_stable(o, environment, app, canary, ns)
+        traffic = KubernetesTraffic(
+            cluster, app, promoted_stable=promoted, timeout_s=timeout_s, poll_s=poll_s,
+            on_status=on_status,
+        )  # fmt: skip
+    except BaseException:
+        cluster.close()
+        raise
+    metrics = source(ns, app)
+    closers = [cluster.close] + ([close] if (close := getattr(metrics, "close", None)) else [])
+    stable = Release(dep.model, dep.version, str(dep.image))
+    return CanaryRun(Controller(state, metrics, traffic), traffic, environment, stable, canary,
+                     client, closers)  # fmt: skip
 
 
 def _promoted_stable(o: RenderOptions, environment: str, app: str, canary: Release, ns: str) -> Obj:
