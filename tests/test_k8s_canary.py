@@ -201,7 +201,22 @@ def test_a_rollout_whose_process_died_is_resumed_where_it_was(
     pod = fake.get("deployments", NS, "credit")["spec"]["template"]["spec"]  # type: ignore[index]
     assert pod["containers"][0]["image"].endswith(DIGEST[2])
     assert pod["nodeSelector"] == {"pool": "gpu"}  # promoted with the options it was applied with
-    assert records.get_deployment("staging").version == 2
+    dep = records.get_deployment("staging")
+    assert dep.version == 2 and dep.observed["options"]["gpu"] == 1  # still on record
+
+
+def test_the_cli_canaries_with_the_options_the_environment_was_applied_with(
+    credit: list[shipway.ModelVersionInfo], fake: FakeKubernetes
+) -> None:
+    from shipway.cli.k8s import _recorded_options
+
+    apply(RenderOptions("models:/credit/1", Path("."), gpu=1, gpu_node_selector=("pool=gpu",),
+                        secrets=("credit-db",)), "staging", poll_s=0.05)  # fmt: skip
+    o = _recorded_options("staging", "models:/credit/2", None, canary_replicas=2)
+    assert (o.uri, o.gpu, o.gpu_node_selector, o.secrets, o.canary_replicas) == (
+        "models:/credit/2", 1, ("pool=gpu",), ("credit-db",), 2
+    )
+    assert _recorded_options("production", "models:/credit/2", None).gpu == 0  # nothing applied
 
 
 def test_nothing_to_resume_is_a_clear_error(

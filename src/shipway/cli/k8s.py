@@ -326,6 +326,21 @@ def _saved_options(directory: Path, uri: str | None, image: str | None) -> Rende
     return replace(saved, uri=uri, image=image) if uri else saved
 
 
+def _recorded_options(env: str, uri: str, image: str | None, **changes: Any) -> RenderOptions:
+    """The options ``env`` was applied with (kept with its record), for ``uri``; the defaults
+    for an environment applied before they were kept."""
+    from dataclasses import replace
+
+    from shipway.deploy.kubernetes import RenderOptions
+    from shipway.deploy.records import find_deployment
+
+    dep = find_deployment(env)
+    saved = dep.observed.get("options") if dep is not None else None
+    if not saved:
+        return _options(uri, image=image, **changes)
+    return replace(RenderOptions.from_saved(saved), uri=uri, image=image, **changes)
+
+
 @app.command()
 def apply(
     ctx: typer.Context,
@@ -506,8 +521,8 @@ def rollout_start(
         o = replace(_saved_options(source, uri, image), canary_replicas=canary_replicas,
                     gateway=gateway, hostnames=tuple(hostname))  # fmt: skip
     else:
-        o = _options(uri, image=image, canary_replicas=canary_replicas, gateway=gateway,
-                     hostnames=tuple(hostname))  # fmt: skip
+        o = _recorded_options(env, uri, image, canary_replicas=canary_replicas,
+                              gateway=gateway, hostnames=tuple(hostname))  # fmt: skip
     checks = Checks(max_error_rate=max_error_rate, max_p99_ms=max_p99_ms,
                     max_p99_ratio=max_p99_ratio, min_requests=min_requests)  # fmt: skip
     bar, update = _progress()
@@ -555,7 +570,9 @@ def rollout_resume(
     from shipway.deploy.kubernetes.prometheus import PrometheusMetricsSource
 
     # The URI is the canary's, from the stored rollout: attach replaces this placeholder.
-    o = _saved_options(source, None, None) if source is not None else _options("models:/_/1")
+    placeholder = "models:/_/1"
+    o = (_saved_options(source, None, None) if source is not None
+         else _recorded_options(env, placeholder, None))  # fmt: skip
     bar, update = _progress()
     with bar:
         attached = rollouts.attach(

@@ -194,8 +194,8 @@ def apply(
     info = records.record_kubernetes(
         environment, model=release.model, version=release.version, replicas=status.desired,
         context=cluster.context, namespace=ns, port=SERVICE_PORT, image=release.image,
-        observed=_observed(cluster, app, release.image, status), event="k8s.apply",
-        client=client,
+        observed=_observed(cluster, app, release.image, status) | {"options": o.saved()},
+        event="k8s.apply", client=client,
     )  # fmt: skip
     move_alias(release, environment, client)
     return Applied(environment, ns, cluster.context, release, applied, False, status, info)

@@ -174,16 +174,23 @@ class RenderOptions:
     # Saved with the manifests (`shipway-render.json`), so `k8s apply --from DIR` applies
     # exactly what was rendered, every option included.
 
-    def to_json(self) -> str:
+    def saved(self) -> dict[str, Any]:
+        """The options as plain JSON data (also kept with a Kubernetes deployment's record)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         del data["output"], data["force"]
         data["server"] = self.server.model_dump(mode="json")
         data["checks"] = dataclasses.asdict(self.checks)
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        return json.loads(json.dumps(data))  # type: ignore[no-any-return]
+
+    def to_json(self) -> str:
+        return json.dumps(self.saved(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str, output: Path = Path(".")) -> RenderOptions:
-        data: dict[str, Any] = json.loads(text)
+        return cls.from_saved(json.loads(text), output)
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any], output: Path = Path(".")) -> RenderOptions:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -262,11 +262,15 @@ def _record_promotion(run: CanaryRun) -> None:
     status = traffic.promoted
     if status is None:
         raise DeployError("The canary was promoted but the stable rollout was not observed.")
+    # The promoted stable Deployment was rendered with the options the environment was applied
+    # with: they stay on record for the next rollout.
+    options = records.get_deployment(run.environment, client=run.client).observed.get("options")
     records.record_kubernetes(
         run.environment, model=release.model, version=release.version,
         replicas=status.desired, context=traffic.cluster.context,
         namespace=traffic.cluster.namespace, port=SERVICE_PORT, image=release.image,
-        observed=_observed(traffic.cluster, traffic.app, release.image, status),
+        observed=_observed(traffic.cluster, traffic.app, release.image, status)
+        | ({"options": options} if options else {}),
         event="k8s.promote", client=run.client,
     )  # fmt: skip
     move_alias(release, run.environment, run.client)
