@@ -14,6 +14,8 @@ store is then out of bounds, so nothing reads or writes the wrong place by accid
 from __future__ import annotations
 
 import copy
+import json
+import os
 import threading
 from contextlib import AbstractContextManager
 from functools import cached_property
@@ -67,6 +69,27 @@ class Client:
     def write(self) -> AbstractContextManager[Transaction]:
         """A unit of work on the store, audited as this client's actor and source."""
         return self.store.write(self.actor, self.source)
+
+    def child_env(self, **extra: str) -> dict[str, str]:
+        """This process's environment for a child process (an agent, a training script, a
+        hook) that must work where this client works: the same team server, or the same
+        database and artefacts as this client's actor, whatever the parent's variables say."""
+        env = dict(os.environ)
+        for var in ("SHIPWAY_TRACKING_URI", "SHIPWAY_TOKEN", "SHIPWAY_ARTIFACT_OPTIONS"):
+            env.pop(var, None)
+        settings = self.settings
+        if settings.tracking_uri:
+            env["SHIPWAY_TRACKING_URI"] = settings.tracking_uri
+            if settings.token is not None:
+                env["SHIPWAY_TOKEN"] = settings.token.get_secret_value()
+        else:
+            env["SHIPWAY_HOME"] = str(settings.home)
+            env["SHIPWAY_DATABASE_URL"] = settings.resolved_database_url
+            env["SHIPWAY_ARTIFACT_URL"] = settings.resolved_artifact_url
+            if settings.artifact_options:
+                env["SHIPWAY_ARTIFACT_OPTIONS"] = json.dumps(settings.artifact_options)
+        env["SHIPWAY_ACTOR"] = self.actor
+        return env | extra
 
     def as_user(self, user: str, source: str | None = None) -> Client:
         """A view of the same store and artefacts whose writes are audited as `user`, `source`.

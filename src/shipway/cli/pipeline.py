@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -142,17 +142,20 @@ def list_(
         print_json([r.to_dict() for r in found])
         return
     rows = [
-        [r.id, r.model, short(r.commit) + ("+dirty" if r.dirty else ""), r.branch, r.trigger,
+        [r.id, r.model, short(r.commit) + ("+dirty" if r.dirty else ""), r.trigger,
          f"[{STATUS.get(r.status, 'white')}]{r.status}[/]", _stages(r), r.started_at,
          f"{r.seconds:.0f} s" if r.seconds is not None else None]
         for r in found
     ]  # fmt: skip
-    table("Pipeline runs", ["id", "model", "commit", "branch", "trigger", "status", "stages",
-                            "started", "took"], rows, no_wrap=["id", "commit"])  # fmt: skip
+    table("Pipeline runs", ["id", "model", "commit", "trigger", "status", "stages", "started",
+                            "took"], rows, no_wrap=["id", "commit", "stages"])  # fmt: skip
 
 
 def _stages(run: PipelineRunInfo) -> str:
-    return " ".join(f"{MARKS.get(s.status, '?')}{s.name}" for s in run.stages)
+    """One mark per stage, and the name of the one that stopped the run."""
+    marks = "".join(MARKS.get(s.status, "?") for s in run.stages)
+    stopped = [s.name for s in run.stages if s.status in ("failed", "waiting", "running")]
+    return marks + (f" {stopped[0]}" if stopped else "")
 
 
 @app.command()
@@ -166,20 +169,22 @@ def show(
     if as_json:
         print_json(result.to_dict())
         return
+    from rich.tree import Tree
+
     commit = short(result.commit) + ("+dirty" if result.dirty else "")
     where = f"{commit} ({result.branch or 'no branch'}), {result.trigger}"
-    console.print(f"Pipeline run [bold]{result.id}[/bold] of {result.model} on {where}",
-                  highlight=False)  # fmt: skip
-    rows: list[list[Any]] = []
-    for s in result.stages:
-        took = f"{s.seconds:.1f} s" if s.seconds is not None else None
-        rows.append([f"{MARKS.get(s.status, '?')} {s.name}", s.kind, s.status, took, s.detail])
-        for c in s.checks:
-            mark = "[green]pass[/green]" if c.get("passed") else "[red]fail[/red]"
-            rows.append([f"   {c.get('name')}", "", mark, "", c.get("detail")])
-        for path, digest in s.artifacts.items():
-            rows.append([f"   {path}", "output", "", "", f"sha256:{short(digest)}"])
-    table(None, ["stage", "kind", "status", "took", "detail"], rows, no_wrap=["stage"])
+    tree = Tree(f"Pipeline run [bold]{result.id}[/bold] of {result.model} on {where}")
+    for st in result.stages:
+        took = f" [dim]{st.seconds:.1f} s[/dim]" if st.seconds is not None else ""
+        detail = f" — {st.detail}" if st.detail else ""
+        node = tree.add(f"{MARKS.get(st.status, '?')} [bold]{st.name}[/bold] "
+                        f"[dim]({st.kind})[/dim]{took}{detail}")  # fmt: skip
+        for c in st.checks:
+            node.add(f"{MARKS['passed' if c.get('passed') else 'failed']} {c.get('name')}: "
+                     f"{c.get('detail')}")  # fmt: skip
+        for path, digest in st.artifacts.items():
+            node.add(f"output {path} [dim]sha256:{short(digest)}[/dim]")
+    console.print(tree, highlight=False)
     handed = {k: v for k, v in result.context.items()
               if isinstance(v, str | int | float) and len(str(v)) <= 80}  # fmt: skip
     if handed:
@@ -196,6 +201,7 @@ def logs(
     """Print one stage's log."""
     from shipway.client import get_client
     from shipway.errors import NotFoundError
+    from shipway.pipeline.blobs import get_blob
     from shipway.pipeline.records import get_pipeline_run
 
     result = get_pipeline_run(run_id)
@@ -205,7 +211,8 @@ def logs(
             f"Pipeline run {result.id} has no log of a stage '{stage}'.",
             f"Stages with logs: {', '.join(s.name for s in result.stages if s.log) or 'none'}.",
         )
-    typer.echo(get_client().artifacts.get_bytes(found[0].log).decode(errors="replace"), nl=False)
+    text = get_blob(get_client(), found[0].log).decode(errors="replace")
+    typer.echo(text, nl=False)
 
 
 @app.command()

@@ -51,7 +51,7 @@ def _start_agent(environment: str, client: Client) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # survives the CLI and its terminal
-            env=os.environ | {"PYTHONUNBUFFERED": "1"},
+            env=client.child_env(PYTHONUNBUFFERED="1"),
         )
     _LAUNCHED.append(agent)
     return agent

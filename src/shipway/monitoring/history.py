@@ -88,7 +88,11 @@ def list_results(
         from shipway.remote import operations as remote
 
         return remote.list_results(model, limit=limit, client=client)
-    query = select(t.MonitorRun.result).order_by(t.MonitorRun.created_at.desc()).limit(limit)
+    query = (
+        select(t.MonitorRun.result)
+        .order_by(t.MonitorRun.created_at.desc(), t.MonitorRun.id.desc())
+        .limit(limit)
+    )
     if model is not None:
         query = query.where(t.MonitorRun.model == model)
     with client.store.read() as session:

@@ -3,6 +3,10 @@
 This is what ``shipway monitor run`` and ``shipway monitor watch`` do, as a function:
 either a model URI (reference = its training data, current = a window of its prediction
 log or a file) or two plain files with no model registered.
+
+Through a team server the job runs there, where the prediction log and the reference profiles
+are (:mod:`shipway.remote.monitoring` uploads any local file first); the spec is checked here
+first either way, so a bad one fails the same way before anything is sent.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from shipway.monitoring.monitor import AlertPolicy, Roles, monitor
 from shipway.monitoring.result import MonitorResult, Source
 from shipway.monitoring.sources import model_reference, prediction_window, read_table
 
-__all__ = ["MonitorSpec", "run_job"]
+__all__ = ["MonitorSpec", "check_spec", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -40,20 +44,31 @@ class MonitorSpec:
 def run_job(spec: MonitorSpec, *, client: Client | None = None) -> MonitorResult:
     """Run ``spec`` once; the result is stored unless ``spec.store`` is false."""
     client = client or get_client()
+    check_spec(spec)
+    if client.remote:
+        from shipway.remote import monitoring as remote
+
+        return remote.run_job(spec, client=client)
+    result = _model_job(spec, client) if spec.model_uri is not None else _file_job(spec)
+    if spec.store:
+        save_result(result, client=client)
+    return result
+
+
+def check_spec(spec: MonitorSpec) -> None:
+    """Refuse a spec that names nothing to compare, or too much."""
     if spec.rows is not None and spec.rows < 1:
         raise InvalidInputError(f"--rows must be at least 1, got {spec.rows}.")
-    if spec.model_uri is not None:
-        result = _model_job(spec, client)
-    elif spec.reference is not None and spec.current is not None:
-        result = _file_job(spec)
-    else:
+    if spec.model_uri is not None and spec.reference is not None:
+        raise InvalidInputError(
+            "Give either a model or --reference, not both.",
+            "With a model, the reference is its training dataset.",
+        )
+    if spec.model_uri is None and (spec.reference is None or spec.current is None):
         raise InvalidInputError(
             "Nothing to monitor.",
             "Name a model (models:/NAME@ALIAS) or give --reference and --current files.",
         )
-    if spec.store:
-        save_result(result, client=client)
-    return result
 
 
 def _file_job(spec: MonitorSpec) -> MonitorResult:
@@ -75,11 +90,6 @@ def _file_job(spec: MonitorSpec) -> MonitorResult:
 
 def _model_job(spec: MonitorSpec, client: Client) -> MonitorResult:
     assert spec.model_uri is not None
-    if spec.reference is not None:
-        raise InvalidInputError(
-            "Give either a model or --reference, not both.",
-            "With a model, the reference is its training dataset.",
-        )
     ref = model_reference(spec.model_uri, target=spec.roles.target, client=client)
     roles = replace(
         spec.roles,

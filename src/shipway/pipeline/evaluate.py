@@ -16,6 +16,7 @@ from shipway.errors import InvalidInputError, NotFoundError
 from shipway.monitoring.fairness import FairnessReport, fairness
 from shipway.monitoring.performance import performance
 from shipway.monitoring.sources import read_table, with_outputs
+from shipway.pipeline.blobs import get_blob
 from shipway.records import ModelVersionInfo
 from shipway.registry.registry import get_model_version, load_model
 
@@ -66,7 +67,7 @@ def held_out(
             "Log it with run.log_dataset(df, name=..., role='evaluation'), or name a file.",
         )
     chosen = found[0]
-    frame = pd.read_parquet(io.BytesIO(client.artifacts.get_bytes(chosen.blob_digest)))
+    frame = pd.read_parquet(io.BytesIO(get_blob(client, chosen.blob_digest)))
     return frame, f"dataset {chosen.name} (sha256 {chosen.content_hash[:12]}) of {version.uri}"
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "get_pipeline_run",
     "latest_for_commit",
     "list_pipeline_runs",
+    "resume_run",
     "save_stage",
     "start_run",
 ]
@@ -103,6 +104,11 @@ def start_run(
     context: dict[str, Any],
     client: Client,
 ) -> PipelineRunInfo:
+    if client.remote:
+        from shipway.remote import pipelines as remote
+
+        return remote.start_run(model, commit=commit, branch=branch, dirty=dirty,
+                                trigger=trigger, context=context, client=client)  # fmt: skip
     with client.write() as tx:
         row = t.PipelineRun(
             id=uuid.uuid4().hex[:12],
@@ -131,6 +137,11 @@ def start_run(
 
 def save_stage(run_id: str, stage: StageRecord, context: dict[str, Any], *, client: Client) -> None:
     """Record ``stage`` (replacing an earlier record of the same name) and the context."""
+    if client.remote:
+        from shipway.remote import pipelines as remote
+
+        remote.save_stage(run_id, stage, context, client=client)
+        return
     with client.write() as tx:
         row = _row(tx.session, run_id)
         stages = [s for s in row.stages if s["name"] != stage.name]
@@ -141,6 +152,10 @@ def save_stage(run_id: str, stage: StageRecord, context: dict[str, Any], *, clie
 def finish_run(
     run_id: str, status: RunStatus, summary: str | None, *, client: Client
 ) -> PipelineRunInfo:
+    if client.remote:
+        from shipway.remote import pipelines as remote
+
+        return remote.finish_run(run_id, status, summary, client=client)
     with client.write() as tx:
         row = _row(tx.session, run_id)
         row.status, row.summary = status, summary
@@ -156,6 +171,10 @@ def finish_run(
 
 def resume_run(run_id: str, *, client: Client) -> PipelineRunInfo:
     """Mark a stored run running again (`--from` on the same commit continues it)."""
+    if client.remote:
+        from shipway.remote import pipelines as remote
+
+        return remote.resume_run(run_id, client=client)
     with client.write() as tx:
         row = _row(tx.session, run_id)
         before = row.status
@@ -181,18 +200,32 @@ def _row(session: Any, run_id: str) -> t.PipelineRun:
 def get_pipeline_run(run_id: str, *, client: Client | None = None) -> PipelineRunInfo:
     """A pipeline run by id (or a unique prefix of it)."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import pipelines as remote
+
+        return remote.get_pipeline_run(run_id, client=client)
     with client.store.read() as session:
         return _info(_row(session, run_id))
 
 
 def list_pipeline_runs(
-    *, model: str | None = None, limit: int = 50, client: Client | None = None
+    *,
+    model: str | None = None,
+    commit: str | None = None,
+    limit: int = 50,
+    client: Client | None = None,
 ) -> list[PipelineRunInfo]:
-    """The newest pipeline runs first."""
+    """The newest pipeline runs first (``model``'s, on ``commit``, when given)."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import pipelines as remote
+
+        return remote.list_pipeline_runs(model, commit, limit=limit, client=client)
     query = select(t.PipelineRun).order_by(t.PipelineRun.started_at.desc()).limit(limit)
     if model is not None:
         query = query.where(t.PipelineRun.model == model)
+    if commit is not None:
+        query = query.where(t.PipelineRun.commit == commit)
     with client.store.read() as session:
         return [_info(row) for row in session.scalars(query)]
 
@@ -202,12 +235,5 @@ def latest_for_commit(model: str, commit: str | None, *, client: Client) -> Pipe
     so a stage run on its own finds what earlier stages handed on (the candidate version)."""
     if commit is None:
         return None
-    query = (
-        select(t.PipelineRun)
-        .where(t.PipelineRun.model == model, t.PipelineRun.commit == commit)
-        .order_by(t.PipelineRun.started_at.desc())
-        .limit(1)
-    )
-    with client.store.read() as session:
-        row = session.scalars(query).first()
-        return _info(row) if row is not None else None
+    found = list_pipeline_runs(model=model, commit=commit, limit=1, client=client)
+    return found[0] if found else None

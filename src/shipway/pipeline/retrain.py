@@ -31,6 +31,7 @@ from typing import Any, Literal
 from shipway.client import Client
 from shipway.errors import ConflictError, InvalidInputError, NotFoundError
 from shipway.pipeline import records
+from shipway.pipeline.blobs import put_blob
 from shipway.pipeline.compare import Comparison, compare
 from shipway.pipeline.records import StageRecord
 from shipway.pipeline.retrain_report import write_report
@@ -330,7 +331,7 @@ class _Job:
         write_report(result.to_dict(), self.spec.policy.metric, report)
         result = dataclasses.replace(result, report=str(report))
         self.values.update(decision=decision, reasons=reasons, report=str(report))
-        stored = {"retrain.html": self.client.artifacts.put_file(report)}
+        stored = {"retrain.html": put_blob(self.client, report)}
         self._save("report", "report", (time.monotonic(), utcnow()),
                    Outcome(True, summary), artifacts=stored)  # fmt: skip
         records.finish_run(self.run_id, _STATUS[decision], summary, client=self.client)
@@ -363,7 +364,7 @@ class _Job:
             seconds=round(time.monotonic() - started[0], 3), detail=outcome.detail,
             checks=outcome.checks, artifacts=artifacts or {},
             outputs={k: v for k, v in self.values.items() if isinstance(v, str | int | float)},
-            log=self.client.artifacts.put_file(log) if log is not None and log.exists() else None,
+            log=put_blob(self.client, log) if log is not None and log.exists() else None,
         )  # fmt: skip
         records.save_stage(self.run_id, record, self.values, client=self.client)
 

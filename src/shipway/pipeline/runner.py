@@ -21,6 +21,7 @@ from typing import Protocol
 from shipway.client import Client, get_client
 from shipway.durations import parse_duration
 from shipway.pipeline import records
+from shipway.pipeline.blobs import put_blob
 from shipway.pipeline.records import PipelineRunInfo, StageRecord
 from shipway.pipeline.spec import PipelineSpec, Stage
 from shipway.pipeline.stages import Outcome, StageContext, run_stage
@@ -170,7 +171,7 @@ def _save(
     outcome: Outcome | None = None,
     artifacts: dict[str, str] | None = None,
 ) -> StageRecord:
-    log = client.artifacts.put_file(log_path) if log_path.exists() else None
+    log = put_blob(client, log_path) if log_path.exists() else None
     record = StageRecord(
         name=stage.name,
         kind=stage.kind,
@@ -192,11 +193,12 @@ def _missing_inputs(directory: Path, patterns: Sequence[str]) -> list[str]:
 
 
 def _store_outputs(directory: Path, patterns: Sequence[str], client: Client) -> dict[str, str]:
-    """Each output file, content-addressed in the artefact store: relative path -> digest."""
+    """Each output file, content-addressed in the client's artefact store (the team server's
+    when remote): relative path -> digest."""
     stored = {}
     for pattern in patterns:
         for name in sorted(glob.glob(str(directory / pattern), recursive=True)):
             path = Path(name)
             if path.is_file():
-                stored[path.relative_to(directory).as_posix()] = client.artifacts.put_file(path)
+                stored[path.relative_to(directory).as_posix()] = put_blob(client, path)
     return stored

@@ -152,7 +152,9 @@ def register_model(
     if client.remote:
         from shipway.remote import registry as remote
 
-        return remote.register_model(source, name, description=description, client=client)
+        return remote.register_model(
+            source, name, description=description, input_example=input_example, client=client
+        )
     check_name(name)
     logged = _source_model(source, client, input_example)
     with client.write() as tx:

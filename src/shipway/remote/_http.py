@@ -6,6 +6,8 @@ for idempotent methods, since a POST may have been applied before its answer was
 error answer (`{"error", "hint"}`, its status, and the class the server names in
 `x-shipway-error`) is raised as the same `ShipwayError` subclass a local call would raise.
 
+A list longer than the server's page (`PAGE`, 1000 entries) is read page by page (`get_list`).
+
 Blobs move by digest: an upload asks first (HEAD) and sends only what the server lacks; a
 download is hashed on the way in and kept only if it matches, whatever the server checked.
 """
@@ -17,7 +19,7 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +38,8 @@ from shipway.errors import (
 )
 
 API = "/api/v1"
+PAGE = 1000
+"""The most entries the server's list endpoints answer at once."""
 CHUNK = 1 << 20
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 TOKEN_HINT = (
@@ -99,6 +103,28 @@ class RemoteApi:
 
     def get(self, path: str, **params: Any) -> Any:
         return self.call("GET", path, params=params).json()
+
+    def get_list(
+        self, path: str, limit: int | None, key: Callable[[Any], Hashable], **params: Any
+    ) -> list[Any]:
+        """The first `limit` entries of a list endpoint (all of them if None), in its order.
+
+        Page after page (`offset`, `limit`) until there are enough or a page comes back short.
+        An entry added at the head meanwhile shifts the rest by one: the repeat it causes is
+        dropped (by `key`), and a page that brings nothing new ends the reading.
+        """
+        found: dict[Hashable, Any] = {}
+        offset = 0
+        while limit is None or len(found) < limit:
+            size = PAGE if limit is None else min(PAGE, limit - len(found))
+            batch = self.get(path, **params, offset=offset, limit=size)
+            before = len(found)
+            for entry in batch:
+                found.setdefault(key(entry), entry)
+            offset += len(batch)
+            if len(batch) < size or len(found) == before:
+                break
+        return list(found.values())[:limit]
 
     def post(
         self, path: str, body: Mapping[str, Any] | None = None, *, timeout: float | None = None

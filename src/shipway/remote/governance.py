@@ -53,8 +53,14 @@ def decide(approval_id: str, verb: str, comment: str | None, *, client: Client) 
 def list_approvals(
     environment: str | None, *, status: str | None, model: str | None, client: Client
 ) -> list[ApprovalInfo]:
-    data = api_of(client).get("/approvals", environment=environment, status=status, model=model)
+    data = api_of(client).get_list(
+        "/approvals", None, _id, environment=environment, status=status, model=model
+    )
     return [approval(d) for d in data]
+
+
+def _id(entry: dict[str, Any]) -> Any:
+    return entry["id"]
 
 
 def list_policies(*, client: Client) -> list[Policy]:

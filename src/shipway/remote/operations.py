@@ -22,7 +22,7 @@ from shipway.deploy.rollout import RolloutState, Step
 from shipway.errors import InvalidInputError
 from shipway.monitoring.result import MonitorResult
 from shipway.remote._http import segment
-from shipway.remote.tracking import MAX_LIMIT, api_of
+from shipway.remote.tracking import api_of
 
 _DEPLOYMENT = [f.name for f in fields(DeploymentInfo)]
 SERVER_HOST = "127.0.0.1"
@@ -38,9 +38,12 @@ def get_result(result_id: str, *, client: Client) -> MonitorResult:
 
 
 def list_results(model: str | None, *, limit: int, client: Client) -> list[MonitorResult]:
-    limit = max(1, min(limit, MAX_LIMIT))
-    found = api_of(client).get("/monitoring/results", model=model, limit=limit)
+    found = api_of(client).get_list("/monitoring/results", max(1, limit), _id, model=model)
     return [get_result(r["id"], client=client) for r in found]
+
+
+def _id(entry: dict[str, Any]) -> Any:
+    return entry["id"]
 
 
 def deployment(d: dict[str, Any]) -> DeploymentInfo:

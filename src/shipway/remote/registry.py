@@ -14,7 +14,7 @@ from typing import Any
 from shipway.artifacts import ArtifactStore
 from shipway.client import Client
 from shipway.errors import InvalidInputError, NotFoundError
-from shipway.flavors import LoadedModel, load_from_manifest
+from shipway.flavors import LoadedModel, load_from_manifest, save_to_store
 from shipway.flavors.model import read_manifest
 from shipway.governance.audit import VerifyReport
 from shipway.records import (
@@ -27,7 +27,7 @@ from shipway.records import (
 from shipway.registry.uri import check_alias, check_name, parse
 from shipway.remote import records
 from shipway.remote._http import RemoteApi, segment
-from shipway.remote.tracking import MAX_LIMIT, api_of, get_run
+from shipway.remote.tracking import api_of, get_run, upload_model
 from shipway.tracking.run import Run
 
 
@@ -35,8 +35,9 @@ def _model(name: str) -> str:
     return f"/models/{segment(name)}"
 
 
-def _source(source: object, client: Client) -> tuple[str, str]:
-    """The (run id, logged name) a registration names; only models logged with a run."""
+def _source(source: object, client: Client, input_example: Any) -> dict[str, str]:
+    """What a registration names: a run and the name of a model logged with it, or the
+    manifest of a model with no run (a model object is saved here and uploaded first)."""
     if isinstance(source, Run):
         models = get_run(source.id, client=client).models
         if not models:
@@ -48,28 +49,43 @@ def _source(source: object, client: Client) -> tuple[str, str]:
                 f"Run {source.id} logged several models ({', '.join(sorted(models))}).",
                 "Register one of them by URI: runs:/RUN_ID/NAME.",
             )
-        return source.id, "model" if "model" in models else next(iter(models))
-    if isinstance(source, LoggedModel) and source.run_id is not None:
-        return source.run_id, source.name
+        return {
+            "run_id": source.id,
+            "artifact": "model" if "model" in models else next(iter(models)),
+        }
+    if isinstance(source, LoggedModel):
+        if source.run_id is None:  # saved with no run: its blobs must be on the server
+            return {"manifest_digest": source.manifest_digest}
+        return {"run_id": source.run_id, "artifact": source.name}
     if isinstance(source, str):
         if not source.startswith("runs:/"):
             raise InvalidInputError(
                 f"Cannot register '{source}'.", "Pass a run, a logged model or runs:/RUN_ID/NAME."
             )
         run_id, _, name = source.removeprefix("runs:/").partition("/")
-        return run_id, name or "model"
-    raise InvalidInputError(
-        "Through a team server, only a model logged with a run can be registered.",
-        "Log it first (run.log_model(model) inside shipway.start_run()), then register the run.",
-    )
+        return {"run_id": run_id, "artifact": name or "model"}
+    return {"manifest_digest": _upload(source, client, input_example)}
+
+
+def _upload(model: object, client: Client, input_example: Any) -> str:
+    """Save `model` as locally, into a staging store, and upload its blobs; its manifest."""
+    with tempfile.TemporaryDirectory(prefix="shipway-stage-") as tmp:
+        staging = ArtifactStore(Path(tmp).as_uri())
+        logged = save_to_store(staging, model, input_example=input_example)
+        upload_model(api_of(client), staging, logged.manifest_digest)
+    return logged.manifest_digest
 
 
 def register_model(
-    source: object, name: str, *, description: str | None, client: Client
+    source: object,
+    name: str,
+    *,
+    description: str | None,
+    input_example: Any = None,
+    client: Client,
 ) -> ModelVersionInfo:
     check_name(name)
-    run_id, artifact = _source(source, client)
-    body = {"run_id": run_id, "artifact": artifact, "description": description}
+    body = _source(source, client, input_example) | {"description": description}
     return records.version(api_of(client).post(f"{_model(name)}/versions", body))
 
 
@@ -93,11 +109,20 @@ def _version_path(uri: str, client: Client) -> str:
 
 
 def list_versions(name: str, *, client: Client) -> list[ModelVersionInfo]:
-    return [records.version(d) for d in api_of(client).get(f"{_model(name)}/versions")]
+    data = api_of(client).get_list(f"{_model(name)}/versions", None, _version)
+    return [records.version(d) for d in data]
+
+
+def _version(entry: dict[str, Any]) -> Any:
+    return entry["version"]
 
 
 def list_models(*, client: Client) -> list[RegisteredModelInfo]:
-    return [records.model(d) for d in api_of(client).get("/models")]
+    return [records.model(d) for d in api_of(client).get_list("/models", None, _name)]
+
+
+def _name(entry: dict[str, Any]) -> Any:
+    return entry["name"]
 
 
 def set_alias(uri: str, alias: str, *, client: Client) -> ModelVersionInfo:
@@ -155,10 +180,14 @@ def lineage(uri: str, *, client: Client) -> dict[str, Any]:
 
 
 def audit_log(limit: int, subject: str | None, *, client: Client) -> list[AuditEntry]:
-    """The newest `limit` entries (at most 1000, the server's page), oldest first."""
-    limit = max(1, min(limit, MAX_LIMIT))
-    data = api_of(client).get("/audit", limit=limit, subject=subject or None)
-    return [records.audit_entry(d) for d in data]
+    """The newest `limit` entries, oldest first (read back from the newest, a page at a
+    time: each page is oldest first, the pages newest first)."""
+    data = api_of(client).get_list("/audit", max(1, limit), _seq, subject=subject or None)
+    return [records.audit_entry(d) for d in sorted(data, key=_seq)]
+
+
+def _seq(entry: dict[str, Any]) -> Any:
+    return entry["seq"]
 
 
 def verify_audit(*, client: Client) -> VerifyReport:

@@ -21,14 +21,14 @@ from shipway.flavors import save_to_store
 from shipway.flavors.model import read_manifest
 from shipway.records import DatasetInfo, LoggedModel, RunInfo
 from shipway.remote import records
-from shipway.remote._http import RemoteApi, segment
+from shipway.remote._http import PAGE, RemoteApi, segment
 from shipway.tracking import capture
 from shipway.tracking.datasets import describe
 from shipway.tracking.run import Run, _model_seeds, dataset_path_tag
 from shipway.types import Signature
 
-MAX_LIMIT = 1000
-"""The server's page size limit for lists."""
+MAX_LIMIT = PAGE
+"""The server's page size limit for lists (`RemoteApi.get_list` reads longer ones)."""
 
 
 def api_of(client: Client) -> RemoteApi:
@@ -193,6 +193,10 @@ def get_run(run_id: str, *, client: Client) -> RunInfo:
 
 
 def list_runs(experiment: str | None, *, limit: int, client: Client) -> list[RunInfo]:
-    """At most 1000 runs: the server's page size."""
-    data = api_of(client).get("/runs", experiment=experiment, limit=max(1, min(limit, MAX_LIMIT)))
+    """The newest `limit` runs, read a page (1000) at a time."""
+    data = api_of(client).get_list("/runs", max(1, limit), _id, experiment=experiment)
     return [records.run(d) for d in data]
+
+
+def _id(entry: Mapping[str, Any]) -> Any:
+    return entry["id"]

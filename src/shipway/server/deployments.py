@@ -4,17 +4,30 @@ A deployment or a rollout asked for here runs on the server's machine, through t
 `shipway.deploy.control` code the CLI uses (the agent it starts outlives the request).
 Environments with an approval policy need an approved request for the version first; that
 check lives in the deploy code itself, so the CLI and the API cannot disagree.
+
+A monitoring job asked for here runs on the server too: the prediction log and the reference
+profiles it reads are the server's. Files the caller monitors are uploaded as blobs first and
+named by digest; the job reads them under the caller's own name for them, so the stored result
+(and any error) names them as the caller knows them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+import tempfile
+from dataclasses import fields
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from shipway.deploy.records import DeploymentInfo
-from shipway.errors import NotFoundError
+from shipway.errors import InvalidInputError, NotFoundError, ShipwayError
+from shipway.monitoring.drift import Method
+from shipway.monitoring.result import MonitorResult
+from shipway.server._paging import OFFSET
 from shipway.server.endpoints import API, Call, Endpoint, Param
 from shipway.store import tables as t
 
@@ -53,6 +66,46 @@ class StopBody(BaseModel):
 class StartBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     wait_s: float = Field(300, gt=0, le=900, description="How long to wait for it to be live.")
+
+
+class TableFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    digest: str = Field(description="The file's blob (CSV, TSV or Parquet), uploaded first.")
+    name: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="Its name on the caller's side: its suffix tells the format, and the "
+        "result and errors show it.",
+    )
+
+
+class MonitorRunBody(BaseModel):
+    """A `MonitorSpec`: a model (reference = its training data) or a reference file, and a
+    window of the model's prediction log or a current file."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_uri: str | None = Field(None, description="models:/NAME/VERSION or models:/NAME@ALIAS")
+    reference: TableFile | None = None
+    current: TableFile | None = None
+    window_s: float | None = Field(None, gt=0, description="Current = the last this many seconds.")
+    since: datetime | None = Field(None, description="Current = predictions since then.")
+    rows: int | None = Field(None, ge=1, description="Current = at most the latest N rows.")
+    target: str | None = None
+    prediction: str | None = None
+    scores: list[str] = []
+    time: str | None = None
+    sensitive: str | None = None
+    segments: list[str] = []
+    task: Literal["classification", "regression"] | None = None
+    positive_label: str | int | float | bool | None = None
+    share: float = Field(0.5, gt=0, le=1, description="Dataset drift at this share drifted.")
+    performance_drop: float = Field(0.1, ge=0)
+    fairness_ratio: float = Field(0.8, gt=0, le=1)
+    drift: dict[str, float | int] = Field({}, description="Drift test thresholds by name.")
+    quality: dict[str, float] = Field({}, description="Data quality thresholds by name.")
+    methods: dict[str, Method] = Field({}, description="Drift test per column.")
+    freq: str | None = Field(None, description="Bucket metrics over time by this (1h, 1d).")
+    store: bool = Field(True, description="Keep the result (false: only return it).")
 
 
 def _deployment(dep: DeploymentInfo) -> dict[str, Any]:
@@ -106,11 +159,12 @@ def start(call: Call) -> dict[str, Any]:
 
 
 def list_rollouts(call: Call) -> list[Any]:
-    query = select(t.Rollout.state).order_by(t.Rollout.created_at.desc())
-    if call.query["environment"] is not None:
-        query = query.where(t.Rollout.environment == call.query["environment"])
+    q = call.query
+    query = select(t.Rollout.state).order_by(t.Rollout.created_at.desc(), t.Rollout.id.desc())
+    if q["environment"] is not None:
+        query = query.where(t.Rollout.environment == q["environment"])
     with call.client.store.read() as session:
-        return list(session.scalars(query.limit(call.query["limit"])))
+        return list(session.scalars(query.offset(q["offset"]).limit(q["limit"])))
 
 
 def get_rollout(call: Call) -> Any:
@@ -163,10 +217,17 @@ def abort(call: Call) -> dict[str, Any]:
 
 
 def list_results(call: Call) -> list[dict[str, Any]]:
-    """Summaries (the whole result is one GET away: distributions make it large)."""
-    from shipway.monitoring.history import list_results
-
-    results = list_results(call.query["model"], limit=call.query["limit"], client=call.client)
+    """Summaries (the whole result is one GET away: distributions make it large), newest
+    first, ties by id."""
+    q = call.query
+    query = select(t.MonitorRun.result).order_by(
+        t.MonitorRun.created_at.desc(), t.MonitorRun.id.desc()
+    )
+    if q["model"] is not None:
+        query = query.where(t.MonitorRun.model == q["model"])
+    with call.client.store.read() as session:
+        found = session.scalars(query.offset(q["offset"]).limit(q["limit"])).all()
+    results = [MonitorResult.from_dict(r) for r in found]
     return [
         {
             "id": r.id,
@@ -182,6 +243,95 @@ def list_results(call: Call) -> list[dict[str, Any]]:
         }
         for r in results
     ]
+
+
+def _thresholds(kind: type[Any], given: dict[str, Any], what: str) -> Any:
+    try:
+        return kind(**given)
+    except TypeError:
+        known = ", ".join(f.name for f in fields(kind))
+        raise InvalidInputError(
+            f"Unknown {what} thresholds: {', '.join(sorted(given))}.", f"Use {known}."
+        ) from None
+
+
+def _table(call: Call, given: TableFile, into: Path, role: str) -> Path:
+    """The uploaded blob as a file whose suffix is the caller's (read_table goes by it)."""
+    from shipway.server.artifacts import DIGEST
+
+    if not DIGEST.fullmatch(given.digest):
+        raise InvalidInputError(f"'{given.digest}' is not a SHA-256 digest.")
+    if not call.client.artifacts.exists(given.digest):
+        raise InvalidInputError(
+            f"The {role} file {given.name} (blob {given.digest[:12]}...) is not uploaded.",
+            "PUT it to /api/v1/artifacts/{sha256} first.",
+        )
+    suffix = "".join(Path(given.name).suffixes[-2:])
+    path = into / (role + re.sub(r"[^A-Za-z0-9.]", "", suffix))
+    return call.client.artifacts.download(given.digest, path)
+
+
+def run_monitor(call: Call) -> MonitorResult:
+    from shipway.monitoring.drift import DriftThresholds
+    from shipway.monitoring.history import save_result
+    from shipway.monitoring.job import MonitorSpec, run_job
+    from shipway.monitoring.monitor import AlertPolicy, Roles
+    from shipway.monitoring.quality import QualityThresholds
+
+    body: MonitorRunBody = call.body
+    policy = AlertPolicy(
+        drift=_thresholds(DriftThresholds, body.drift, "drift"),
+        quality=_thresholds(QualityThresholds, body.quality, "quality"),
+        share=body.share,
+        methods=body.methods,
+        performance_drop=body.performance_drop,
+        fairness_ratio=body.fairness_ratio,
+    )
+    roles = Roles(
+        target=body.target,
+        prediction=body.prediction,
+        scores=tuple(body.scores),
+        time=body.time,
+        sensitive=body.sensitive,
+        segments=tuple(body.segments),
+        task=body.task,
+        positive_label=body.positive_label,
+    )
+    with tempfile.TemporaryDirectory(prefix="shipway-monitor-") as tmp:
+        given = {role: f for role in ("reference", "current") if (f := getattr(body, role))}
+        files = {role: _table(call, f, Path(tmp), role) for role, f in given.items()}
+        names = {str(files[role]): f.name for role, f in given.items()}
+        spec = MonitorSpec(
+            model_uri=body.model_uri,
+            reference=files.get("reference"),
+            current=files.get("current"),
+            window=None if body.window_s is None else timedelta(seconds=body.window_s),
+            since=body.since,
+            rows=body.rows,
+            roles=roles,
+            policy=policy,
+            freq=body.freq,
+            store=False,
+        )
+        try:
+            result = run_job(spec, client=call.client)
+        except ShipwayError as exc:
+            raise type(exc)(_renamed(exc.message, names), exc.hint) from None
+    update = {
+        side: source.model_copy(update={"description": names[source.description]})
+        for side, source in (("reference", result.reference), ("current", result.current))
+        if source.kind == "file" and source.description in names
+    }
+    result = result.model_copy(update=update)
+    if body.store:
+        save_result(result, client=call.client)
+    return result
+
+
+def _renamed(message: str, names: dict[str, str]) -> str:
+    for path, name in names.items():
+        message = message.replace(path, name)
+    return message
 
 
 def get_result(call: Call) -> Any:
@@ -276,6 +426,7 @@ ENDPOINTS = [
         query=(
             Param("environment", "Only this environment's rollouts."),
             Param("limit", "At most this many, newest first.", int, 50, 1, 1000),
+            OFFSET,
         ),
     ),
     Endpoint(
@@ -296,7 +447,23 @@ ENDPOINTS = [
         query=(
             Param("model", "Only this model's results."),
             Param("limit", "At most this many, newest first.", int, 50, 1, 1000),
+            OFFSET,
         ),
+    ),
+    Endpoint(
+        "POST",
+        f"{API}/monitoring/runs",
+        run_monitor,
+        "Run a monitoring job",
+        "monitoring",
+        "developer",
+        body=MonitorRunBody,
+        status=201,
+        returns=MonitorResult,
+        description="Runs on the server, where the prediction log and reference profiles are: "
+        "a model's training data against a window of its prediction log (or a current file), "
+        "or a reference file against a current file. Upload files to /api/v1/artifacts first "
+        "and name them by digest. Returns the result, stored unless `store` is false.",
     ),
     Endpoint(
         "GET",

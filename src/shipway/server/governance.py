@@ -15,6 +15,7 @@ from sqlalchemy import select
 from shipway.governance.approvals import ApprovalInfo, Policy
 from shipway.governance.audit import VerifyReport
 from shipway.governance.identity import TokenInfo, UserInfo
+from shipway.server._paging import OFFSET, limit_param, page
 from shipway.server.endpoints import API, Call, Endpoint, Param
 from shipway.store import tables as t
 from shipway.store import utc
@@ -66,9 +67,11 @@ def list_approvals(call: Call) -> list[ApprovalInfo]:
     from shipway.governance.approvals import list_approvals
 
     q = call.query
-    return list_approvals(
+    found = list_approvals(
         q["environment"], status=q["status"], model=q["model"], client=call.client
     )
+    found.sort(key=lambda a: (a.requested_at, a.id), reverse=True)  # ties: by id
+    return page(found, call)
 
 
 def request_approval(call: Call) -> ApprovalInfo:
@@ -107,7 +110,8 @@ def set_policy(call: Call) -> Policy:
 
 def audit_log(call: Call) -> list[dict[str, Any]]:
     """With `since`, the first `limit` entries after that seq (to page or tail forward);
-    without, the newest `limit`. Oldest first either way."""
+    without, the newest `limit`. Oldest first either way. `offset` skips entries in the
+    order they are picked in: the oldest after `since`, else the newest (to page back)."""
     q = call.query
     query = select(t.AuditEvent)
     if q["actor"] is not None:
@@ -121,7 +125,7 @@ def audit_log(call: Call) -> list[dict[str, Any]]:
     else:
         query = query.order_by(t.AuditEvent.seq.desc())
     with call.client.store.read() as session:
-        rows = list(session.scalars(query.limit(q["limit"])))
+        rows = list(session.scalars(query.offset(q["offset"]).limit(q["limit"])))
     rows.sort(key=lambda e: e.seq)
     return [
         {
@@ -236,6 +240,8 @@ ENDPOINTS = [
             Param("environment", "Only this environment's."),
             Param("status", "pending, approved, rejected or expired."),
             Param("model", "Only this model's."),
+            limit_param("At most this many, newest first (default: all).", None),
+            OFFSET,
         ),
         returns=list[ApprovalInfo],
     ),
@@ -309,6 +315,7 @@ ENDPOINTS = [
                 0,
             ),
             _LIMIT,
+            OFFSET,
         ),
     ),
     Endpoint(

@@ -12,14 +12,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipway.errors import InvalidInputError
-from shipway.records import ModelVersionInfo, RegisteredModelInfo
+from shipway.records import LoggedModel, ModelVersionInfo, RegisteredModelInfo
+from shipway.server._paging import OFFSET, limit_param, page
 from shipway.server.endpoints import API, Call, Endpoint
 
 
 class NewVersion(BaseModel):
+    """A model logged with a run (`run_id`), or one saved with none (`manifest_digest`)."""
+
     model_config = ConfigDict(extra="forbid")
-    run_id: str = Field(description="The run whose logged model becomes the new version.")
+    run_id: str | None = Field(None, description="The run whose logged model to register.")
     artifact: str = Field("model", description="The name the model was logged under.")
+    manifest_digest: str | None = Field(
+        None, description="Instead of a run: the manifest of a model uploaded to /artifacts."
+    )
     description: str | None = None
 
 
@@ -46,7 +52,7 @@ def _version_uri(call: Call) -> str:
 def list_models(call: Call) -> list[RegisteredModelInfo]:
     from shipway.registry.registry import list_models
 
-    return list_models(client=call.client)
+    return page(list_models(client=call.client), call)
 
 
 def get_model(call: Call) -> dict[str, Any]:
@@ -64,15 +70,27 @@ def get_model(call: Call) -> dict[str, Any]:
 def list_versions(call: Call) -> list[ModelVersionInfo]:
     from shipway.registry.registry import list_versions
 
-    return list_versions(call.path["name"], client=call.client)
+    return page(list_versions(call.path["name"], client=call.client), call)
 
 
 def register(call: Call) -> ModelVersionInfo:
     from shipway.registry.registry import register_model
 
     body: NewVersion = call.body
+    if (body.run_id is None) == (body.manifest_digest is None):
+        raise InvalidInputError(
+            "Name the model to register by run_id or by manifest_digest (one of them)."
+        )
+    source: str | LoggedModel = f"runs:/{body.run_id}/{body.artifact}"
+    if body.manifest_digest is not None:
+        from shipway.server.runs import uploaded_model
+
+        manifest = uploaded_model(call, body.manifest_digest, "registering")
+        source = LoggedModel(
+            body.manifest_digest, manifest["flavor"], manifest.get("signature"), None, "model"
+        )
     return register_model(
-        f"runs:/{body.run_id}/{body.artifact}",
+        source,
         call.path["name"],
         description=body.description,
         client=call.client,
@@ -131,6 +149,7 @@ ENDPOINTS = [
         "List registered models",
         "models",
         "viewer",
+        query=(limit_param("At most this many, by name (default: all).", None), OFFSET),
         returns=list[RegisteredModelInfo],
     ),
     Endpoint("GET", _MODEL, get_model, "Show a model and its versions", "models", "viewer"),
@@ -141,18 +160,21 @@ ENDPOINTS = [
         "List a model's versions",
         "models",
         "viewer",
+        query=(limit_param("At most this many, oldest first (default: all).", None), OFFSET),
         returns=list[ModelVersionInfo],
     ),
     Endpoint(
         "POST",
         f"{_MODEL}/versions",
         register,
-        "Register a model version from a run",
+        "Register a model version",
         "models",
         "developer",
         body=NewVersion,
         status=201,
         returns=ModelVersionInfo,
+        description="From a run's logged model, or from a model saved with no run: upload "
+        "its manifest and every file it names to /api/v1/artifacts, then name the manifest.",
     ),
     Endpoint(
         "GET",

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from shipway.errors import ConflictError, InvalidInputError, NotFoundError
 from shipway.records import DatasetInfo, RunInfo
+from shipway.server._paging import OFFSET
 from shipway.server.endpoints import API, Call, Endpoint, Param
 from shipway.store import tables as t
 from shipway.store import utc, utcnow
@@ -67,9 +68,20 @@ class RunEnd(BaseModel):
 
 
 def list_runs(call: Call) -> list[RunInfo]:
-    from shipway.tracking import list_runs
+    """Newest first, ties by id, so that pages (`offset`) neither overlap nor skip."""
+    from shipway.tracking.run import _run_info
 
-    return list_runs(call.query["experiment"], limit=call.query["limit"], client=call.client)
+    q = call.query
+    query = select(t.Run).order_by(t.Run.start_time.desc(), t.Run.id.desc())
+    with call.client.store.read() as session:
+        if q["experiment"] is not None:
+            exp = session.scalar(select(t.Experiment).where(t.Experiment.name == q["experiment"]))
+            if exp is None:
+                names = session.scalars(select(t.Experiment.name)).all()
+                raise NotFoundError.missing("experiment", q["experiment"], names)
+            query = query.where(t.Run.experiment_id == exp.id)
+        rows = session.scalars(query.offset(q["offset"]).limit(q["limit"]))
+        return [_run_info(session, row) for row in rows]
 
 
 def get_run(call: Call) -> RunInfo:
@@ -164,19 +176,8 @@ def set_tags(call: Call) -> dict[str, Any]:
 
 def log_model(call: Call) -> dict[str, Any]:
     """Record a model whose blobs the caller uploaded: its manifest must read back whole."""
-    from shipway.flavors.model import read_manifest
-    from shipway.server.artifacts import DIGEST
-
     body: LoggedModelBody = call.body
-    if not DIGEST.fullmatch(body.manifest_digest):
-        raise InvalidInputError(f"'{body.manifest_digest}' is not a SHA-256 digest.")
-    manifest = read_manifest(call.client.artifacts, body.manifest_digest)
-    missing = [d for d in _file_digests(manifest) if not call.client.artifacts.exists(d)]
-    if missing:
-        raise ConflictError(
-            f"The model's manifest names {len(missing)} blob(s) not uploaded yet.",
-            "PUT each file to /api/v1/artifacts/{sha256} before logging the model.",
-        )
+    manifest = uploaded_model(call, body.manifest_digest, "logging")
     with call.client.write() as tx:
         run = _running(tx, call.path["run_id"])
         tx.session.merge(
@@ -196,6 +197,23 @@ def log_model(call: Call) -> dict[str, Any]:
         "flavor": manifest.get("flavor"),
         "uri": f"runs:/{run.id}/{body.name}",
     }
+
+
+def uploaded_model(call: Call, manifest_digest: str, doing: str) -> dict[str, Any]:
+    """The manifest of a model the caller uploaded, once every blob it names is here."""
+    from shipway.flavors.model import read_manifest
+    from shipway.server.artifacts import DIGEST
+
+    if not DIGEST.fullmatch(manifest_digest):
+        raise InvalidInputError(f"'{manifest_digest}' is not a SHA-256 digest.")
+    manifest = read_manifest(call.client.artifacts, manifest_digest)
+    missing = [d for d in _file_digests(manifest) if not call.client.artifacts.exists(d)]
+    if missing:
+        raise ConflictError(
+            f"The model's manifest names {len(missing)} blob(s) not uploaded yet.",
+            f"PUT each file to /api/v1/artifacts/{{sha256}} before {doing} the model.",
+        )
+    return manifest
 
 
 def _file_digests(manifest: dict[str, Any]) -> list[str]:
@@ -322,7 +340,8 @@ def list_datasets(call: Call) -> list[dict[str, Any]]:
     if name is not None:
         query = query.where(t.Dataset.name == name)
     with call.client.store.read() as session:
-        datasets = list(session.scalars(query.limit(call.query["limit"])))
+        page = query.offset(call.query["offset"]).limit(call.query["limit"])
+        datasets = list(session.scalars(page))
         uses = session.execute(
             select(t.RunInput.dataset_id, t.RunInput.run_id, t.RunInput.role).where(
                 t.RunInput.dataset_id.in_([d.id for d in datasets])
@@ -363,6 +382,7 @@ ENDPOINTS = [
         query=(
             Param("experiment", "Only this experiment's runs."),
             Param("limit", "At most this many, newest first.", int, 100, 1, 1000),
+            OFFSET,
         ),
         returns=list[RunInfo],
     ),
@@ -418,6 +438,7 @@ ENDPOINTS = [
         query=(
             Param("name", "Only datasets of this name."),
             Param("limit", "At most this many, newest first.", int, 100, 1, 1000),
+            OFFSET,
         ),
     ),
     Endpoint(

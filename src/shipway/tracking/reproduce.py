@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -258,19 +257,7 @@ def _write(dataset: DatasetInfo, dest: Path, client: Client) -> None:
 def _child_env(run: RunInfo, client: Client) -> dict[str, str]:
     """This environment, pointed at the client's store, asking for the `reproduces` tag and
     keeping the hash seed the run found."""
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("SHIPWAY_TRACKING_URI", "SHIPWAY_TOKEN")
-    }
-    settings = client.settings
-    env |= {
-        "SHIPWAY_HOME": str(settings.home),
-        "SHIPWAY_DATABASE_URL": settings.resolved_database_url,
-        "SHIPWAY_ARTIFACT_URL": settings.resolved_artifact_url,
-        "SHIPWAY_ACTOR": client.actor,
-        REPRODUCES_ENV: run.id,
-    }
-    if settings.artifact_options:
-        env["SHIPWAY_ARTIFACT_OPTIONS"] = json.dumps(settings.artifact_options)
+    env = client.child_env(**{REPRODUCES_ENV: run.id})
     found = (run.environment.get("seeds") or {}).get("found") or {}
     if "PYTHONHASHSEED" in found:
         env["PYTHONHASHSEED"] = str(found["PYTHONHASHSEED"])
