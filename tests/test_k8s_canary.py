@@ -231,3 +231,29 @@ def test_nothing_to_resume_is_a_clear_error(
             source=lambda ns, app: PrometheusMetricsSource("http://127.0.0.1:9", namespace=ns,
                                                            app=app),
         )  # fmt: skip
+
+
+def test_the_pipelines_promote_stage_canaries_a_kubernetes_environment_on_the_cluster(
+    credit: list[shipway.ModelVersionInfo],
+    fake: FakeKubernetes,
+    prometheus: tuple[FakePrometheus, str],
+) -> None:
+    from shipway.pipeline.promote import promote
+    from shipway.pipeline.spec import PromoteOptions
+
+    prom, url = prometheus
+    prom.tracks = {"stable": TrackLoad(rps=90), "canary": TrackLoad(rps=50)}
+    apply(RenderOptions("models:/credit/1", Path("."), gpu=1, gpu_node_selector=("pool=gpu",)),
+          "staging", poll_s=0.05)  # fmt: skip
+    said: list[str] = []
+    options = PromoteOptions(environment="staging", steps="10,100", interval="300ms",
+                             prometheus_url=url)  # fmt: skip
+    outcome = promote("models:/credit/2", options, shipway.Client(), said.append)
+    assert outcome.passed, outcome.detail
+    assert outcome.detail == "models:/credit/2 promoted to staging on the cluster by canary"
+    assert said[0].startswith("cluster canary") and "rollout promoted: 100% to v2" in said
+    assert _canary_weights(fake) == [0, 10, 100, 0]
+    pod = fake.get("deployments", NS, "credit")["spec"]["template"]["spec"]  # type: ignore[index]
+    assert pod["containers"][0]["image"].endswith(DIGEST[2])
+    assert pod["nodeSelector"] == {"pool": "gpu"}
+    assert records.get_deployment("staging").version == 2

@@ -295,6 +295,22 @@ def test_training_renders_a_job_and_a_cron_job_of_the_training_image(
     assert _container(staging["CronJob", "credit-train"])["resources"]["requests"]["cpu"] == "250m"
 
 
+def test_a_retraining_cron_job_runs_shipway_retrain_and_the_job_still_trains(
+    credit: list[shipway.ModelVersionInfo], tmp_path: Path
+) -> None:
+    out = tmp_path / "k8s"
+    render(RenderOptions("models:/credit/1", out, kind="training", schedule="@daily",
+                         retrain=True, secrets=("shipway-store",)))  # fmt: skip
+    base = _docs(out)
+    cron = _container(base["cronjob-train.yaml"])
+    assert cron["command"] == ["shipway", "retrain", "credit", "--trigger", "schedule"]
+    assert cron["envFrom"] == [{"secretRef": {"name": "shipway-store"}}]
+    assert "command" not in _container(base["job-train-v1.yaml"])  # the image's training command
+    with pytest.raises(InvalidInputError, match="--retrain makes the retraining CronJob"):
+        render(RenderOptions("models:/credit/1", tmp_path / "other", kind="training",
+                             retrain=True))  # fmt: skip
+
+
 def test_an_image_given_by_digest_overrides_the_recorded_one(
     credit: list[shipway.ModelVersionInfo], tmp_path: Path
 ) -> None:

@@ -79,6 +79,8 @@ COMBOS: dict[str, dict[str, Any]] = {
     "argo-relative-p99": {"argo": True, "hpa": False, "gpu": 1},
     "training": {"kind": "training", "schedule": "0 3 * * 0", "secrets": ("shipway-store",)},
     "training-gpu": {"kind": "training", "gpu": 1, "external_secrets": ("shipway/store",)},
+    "retraining": {"kind": "training", "schedule": "@daily", "retrain": True,
+                   "secrets": ("shipway-store",)},
 }  # fmt: skip
 
 

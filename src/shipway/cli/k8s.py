@@ -159,6 +159,13 @@ def render(
         help="Retraining schedule (cron), e.g. '0 3 * * 0': adds a CronJob.",
         rich_help_panel=TRAINING,
     ),
+    retrain: bool = typer.Option(
+        False,
+        "--retrain",
+        help="The CronJob runs `shipway retrain MODEL` (compare with the champion, the policy "
+        "decides) instead of the bare training command.",
+        rich_help_panel=TRAINING,
+    ),
     # Canary
     canary: str | None = typer.Option(
         None, help="The canary version, models:/NAME/VERSION.", rich_help_panel=CANARY
@@ -239,7 +246,8 @@ def render(
         ),
         artifact_url=artifact_url, secrets=tuple(secret), external_secrets=tuple(external_secret),
         secret_store=secret_store, image_pull_secrets=tuple(image_pull_secret),
-        schedule=schedule, canary=canary, canary_image=canary_image, canary_weight=canary_weight,
+        schedule=schedule, retrain=retrain, canary=canary, canary_image=canary_image,
+        canary_weight=canary_weight,
         canary_replicas=canary_replicas, gateway=gateway, hostnames=tuple(hostname), argo=argo,
         steps=steps, interval=interval, failure_limit=failure_limit,
         checks=Checks(max_error_rate=max_error_rate, max_p99_ms=max_p99_ms,

@@ -307,6 +307,7 @@ class _Job:
         options = PromoteOptions(
             environment=p.environment, steps=p.steps, interval=p.interval,
             max_error_rate=p.max_error_rate, max_p99_ms=p.max_p99_ms,
+            prometheus_url=p.prometheus_url,
         )  # fmt: skip
         t0 = time.monotonic(), utcnow()
         outcome = promote(uri, options, self.client, self.say)

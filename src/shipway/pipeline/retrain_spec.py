@@ -49,6 +49,8 @@ class RetrainPolicy(_Strict):
     """How long each step is watched."""
     max_error_rate: float | None = Field(None, ge=0, le=1)
     max_p99_ms: float | None = Field(None, gt=0)
+    prometheus_url: str | None = None
+    """Kubernetes environments: the Prometheus HTTP API the canary analysis queries."""
 
     @field_validator("steps")
     @classmethod

@@ -187,6 +187,9 @@ class PromoteOptions(_Strict):
     """Canary requests an analysis needs to be conclusive (the rollout's default: 20)."""
     timeout: str = "2h"
     """How long to follow the canary; past it the stage fails and the rollout carries on."""
+    prometheus_url: str | None = None
+    """Kubernetes environments: the Prometheus HTTP API the canary analysis queries (default:
+    the one the environment was rendered with)."""
     port: int | None = Field(None, ge=1, le=65535)
     """Only for the first release into an environment that runs nothing yet."""
 

@@ -491,8 +491,16 @@ def job(o: RenderOptions, app: str, release: Release) -> Obj:
 
 
 def cron_job(o: RenderOptions, app: str, release: Release) -> Obj:
-    """The retraining schedule; a run never overlaps the previous one."""
+    """The retraining schedule; a run never overlaps the previous one. With `retrain`, each run
+    is `shipway retrain MODEL` in the project's folder of the training image (train on the
+    newest data, compare with the champion, let the policy of shipway.yaml decide) instead of a
+    bare training run."""
     assert o.schedule is not None
+    job_spec = _job_spec(o, app, release)
+    if o.retrain:
+        job_spec["template"]["spec"]["containers"][0]["command"] = [
+            "shipway", "retrain", release.model, "--trigger", "schedule",
+        ]  # fmt: skip
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -503,6 +511,6 @@ def cron_job(o: RenderOptions, app: str, release: Release) -> Obj:
             "startingDeadlineSeconds": 3600,
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"spec": _job_spec(o, app, release)},
+            "jobTemplate": {"spec": job_spec},
         },
     }

@@ -156,6 +156,7 @@ class RenderOptions:
     image_pull_secrets: tuple[str, ...] = ()
     # Training.
     schedule: str | None = None
+    retrain: bool = False  # the CronJob runs `shipway retrain MODEL`, not the training command
     # Canary.
     canary: str | None = None
     canary_image: str | None = None
@@ -369,6 +370,11 @@ class RenderOptions:
     def _check_kind(self) -> None:
         if self.kind not in ("inference", "training"):
             raise InvalidInputError(f"Unknown kind '{self.kind}'.", "Use inference or training.")
+        if self.retrain and self.schedule is None:
+            raise InvalidInputError(
+                "--retrain makes the retraining CronJob: give its --schedule (and --kind "
+                "training)."
+            )
         if not self.training:
             if self.schedule is not None:
                 raise InvalidInputError(
