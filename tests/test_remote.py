@@ -42,9 +42,14 @@ _opened: list[shipway.Client] = []
 
 
 def remote_client(
-    url: str, token: str | None, transport: httpx.BaseTransport | None = None
+    url: str,
+    token: str | None,
+    transport: httpx.BaseTransport | None = None,
+    home: Path | None = None,
 ) -> shipway.Client:
-    client = shipway.Client(Settings(tracking_uri=url, token=token))
+    """A client of the server at `url`; `home` holds its blob cache (SHIPWAY_HOME otherwise)."""
+    where = {"home": home} if home else {}
+    client = shipway.Client(Settings(tracking_uri=url, token=token, **where))
     if transport is not None:
         client.__dict__["remote"] = RemoteApi(
             url, client.settings.token, transport=transport, retries=1
@@ -365,10 +370,12 @@ def _small_model(seed: int) -> tuple[LogisticRegression, pd.DataFrame]:
 
 
 @pytest.mark.slow
-def test_uploads_skip_what_the_server_has_and_downloads_are_verified(server: Server) -> None:
+def test_uploads_skip_what_the_server_has_and_downloads_are_verified(
+    server: Server, tmp_path: Path
+) -> None:
     model, X = _small_model(11)
     seen = Recording()
-    client = server.client(transport=seen)
+    client = remote_client(server.url, server.tokens["developer"], seen, home=tmp_path / "a")
     with shipway.start_run("blobs", client=client) as run:
         run.log_dataset(X, name="small")
         run.log_dataset(X, name="small")  # the same bytes: asked about, not sent again
@@ -379,9 +386,15 @@ def test_uploads_skip_what_the_server_has_and_downloads_are_verified(server: Ser
     version = shipway.register_model(run, "blobs", client=client)
     loaded = shipway.load_model(version.uri, client=client)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    fetched = [p for m, p in seen.sent if m == "GET" and "/artifacts/" in p]
+    assert fetched  # the first load downloads the manifest and its files ...
+    again = shipway.load_model(version.uri, client=client)
+    assert [p for m, p in seen.sent if m == "GET" and "/artifacts/" in p] == fetched  # ... once
+    np.testing.assert_array_equal(again.predict(X), model.predict(X))
 
     # Bytes altered between the server and this process: refused here, whatever the server checked.
-    broken = server.client(transport=Recording(corrupt=True))
+    broken = remote_client(server.url, server.tokens["developer"], Recording(corrupt=True),
+                           home=tmp_path / "b")  # fmt: skip
     with pytest.raises(CorruptArtifactError, match="downloaded from"):
         shipway.load_model(version.uri, client=broken)
 

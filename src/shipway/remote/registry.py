@@ -1,8 +1,9 @@
 """The registry through the team server: versions, aliases, cards, loading, lineage, audit.
 
 URIs are parsed here as locally, so a malformed one fails the same way before any request.
-`load_model` fetches the manifest and every file it names into a temporary store (each blob
-hashed on arrival), then loads through the same code as a local load, which verifies again.
+`load_model` fetches the manifest and every file it names into a blob cache under
+`SHIPWAY_HOME/cache` (each blob hashed on arrival, fetched once per machine), then loads through
+the same code as a local load, which verifies every digest again.
 """
 
 from __future__ import annotations
@@ -153,19 +154,21 @@ def update_model_card(
 
 def load_model(uri: str, *, client: Client) -> LoadedModel:
     info = get_model_version(uri, client=client)
-    with tempfile.TemporaryDirectory(prefix="shipway-fetch-") as tmp:
-        fetched = ArtifactStore(Path(tmp).as_uri())
-        fetch_model(api_of(client), fetched, info.manifest_digest)
-        return load_from_manifest(fetched, info.manifest_digest)
+    cache = ArtifactStore((client.settings.home / "cache" / "blobs").as_uri())
+    fetch_model(api_of(client), cache, info.manifest_digest)
+    return load_from_manifest(cache, info.manifest_digest)
 
 
 def fetch_model(api: RemoteApi, into: ArtifactStore, manifest_digest: str) -> None:
-    """The manifest and every blob it names, from the server into the local store `into`."""
-    api.download(manifest_digest, into._path(manifest_digest))
+    """The manifest and every blob it names, from the server into the local store `into`
+    (what `into` holds already is not fetched again: blobs are immutable by digest)."""
+    if not into.exists(manifest_digest):
+        api.download(manifest_digest, into._path(manifest_digest))
     manifest = read_manifest(into, manifest_digest)
     digests = [*manifest["files"].values(), *(manifest.get("artifacts") or {}).values()]
     for digest in dict.fromkeys(digests):
-        api.download(digest, into._path(digest))
+        if not into.exists(digest):
+            api.download(digest, into._path(digest))
 
 
 def list_images(uri: str, *, client: Client) -> list[ImageInfo]:
