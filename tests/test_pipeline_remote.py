@@ -73,8 +73,6 @@ pipeline:
     - name: deploy
       uses: deploy
       with: {{environment: staging, port: {STAGING_PORT}}}
-    - name: build
-      uses: build
 """
 
 
@@ -189,7 +187,7 @@ def test_a_pipeline_runs_through_the_server_stage_by_stage(
     assert "PASS accuracy" in logs.stdout
     shown = cli(team, "viewer", runner_home, "pipeline", "show", run_id)
     assert shown.returncode == 0 and "out/report.txt" in shown.stdout
-    from shipway.pipeline.blobs import get_blob
+    from shipway.blobs import get_blob
 
     assert get_blob(viewer, digest) == b"made on the runner\n"
 
@@ -219,18 +217,6 @@ def test_a_pipeline_runs_through_the_server_stage_by_stage(
     finally:
         if find_deployment("staging", client=team.client) is not None:
             control.down("staging", client=team.client)
-
-    # Builds need the container engine and the store of one machine: refused in one line.
-    built = cli(team, "developer", runner_home, "pipeline", "run", "--only", "build", cwd=project)
-    assert built.returncode == 1
-    out = " ".join((built.stdout + built.stderr).split())
-    assert "Traceback" not in out
-    assert "the build stage records the image it builds in the local store" in out
-    assert "run it on the server's machine with SHIPWAY_TRACKING_URI unset" in out
-    ended = get_pipeline_run(run_id, client=team.client)
-    assert ended.status == "failed" and str(ended.summary).startswith("build failed: the build")
-    build_log = team.client.artifacts.get_bytes(str(ended.stages[-1].log)).decode()
-    assert "cannot run through a team server" in build_log
 
 
 @pytest.mark.slow

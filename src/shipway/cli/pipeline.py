@@ -199,9 +199,9 @@ def logs(
     stage: str = typer.Argument(..., help="The stage whose log to print."),
 ) -> None:
     """Print one stage's log."""
+    from shipway.blobs import get_blob
     from shipway.client import get_client
     from shipway.errors import NotFoundError
-    from shipway.pipeline.blobs import get_blob
     from shipway.pipeline.records import get_pipeline_run
 
     result = get_pipeline_run(run_id)

@@ -112,6 +112,10 @@ def get_deployment(environment: str, *, client: Client | None = None) -> Deploym
 
 def find_deployment(environment: str, *, client: Client | None = None) -> DeploymentInfo | None:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.find_deployment(environment, client=client)
     with client.store.read() as session:
         row = session.get(t.Deployment, environment)
         return None if row is None else _info(row)
@@ -227,6 +231,10 @@ def report(
 
 def active_rollout(environment: str, *, client: Client | None = None) -> RolloutState | None:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.active_rollout(environment, client=client)
     with client.store.read() as session:
         row = session.scalar(
             select(t.Rollout)
@@ -252,8 +260,16 @@ def latest_rollout(environment: str, *, client: Client | None = None) -> Rollout
 
 
 def start_rollout(state: RolloutState, *, client: Client | None = None) -> None:
-    """Record a new rollout; refused while another one is active in the environment."""
+    """Record a new rollout; refused while another one is active in the environment.
+
+    Through a team server only a cluster canary's rollout is recorded so (the server's agents
+    start their own): the server checks it starts from the recorded stable version and that
+    the canary version is approved where the policy needs it."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.start_rollout(state, client=client)
     with client.write() as tx:
         running = tx.session.scalar(
             select(t.Rollout).where(
@@ -293,6 +309,10 @@ def save_rollout(
     state: RolloutState, *, client: Client, previous: RolloutState | None = None
 ) -> None:
     """Store the controller's state; a new status or step is an audit event."""
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.save_rollout(state, previous, client=client)
     with client.write() as tx:
         row = tx.session.get_one(t.Rollout, state.id)
         row.state = state.model_dump(mode="json")
@@ -343,6 +363,10 @@ def request_rollout(environment: str, request: str, *, client: Client | None = N
 
 def take_request(rollout_id: str, *, client: Client) -> str | None:
     """The pending request of a rollout, cleared as it is taken (by the agent)."""
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.take_request(rollout_id, client=client)
     with client.store.read() as session:  # the common case, without the write lock
         if session.scalar(select(t.Rollout.request).where(t.Rollout.id == rollout_id)) is None:
             return None
@@ -394,8 +418,18 @@ def record_kubernetes(
     client: Client | None = None,
 ) -> DeploymentInfo:
     """Record what now runs in ``environment`` on a cluster, with the audit event ``event``
-    (``k8s.apply``, ``k8s.rollback``, ``k8s.promote``)."""
+    (``k8s.apply``, ``k8s.rollback``, ``k8s.promote``).
+
+    Through a team server the record is the server's to write: it checks first what it can
+    of what the caller did on the cluster (see :mod:`shipway.deploy.kubernetes.admission`)."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        fields = {"model": model, "version": version, "replicas": replicas,
+                  "context": context, "namespace": namespace, "port": port, "image": image,
+                  "observed": observed, "event": event}  # fmt: skip
+        return remote.record_kubernetes(environment, fields, client=client)
     with client.write() as tx:
         row = tx.session.get(t.Deployment, environment)
         now = utcnow()

@@ -397,8 +397,16 @@ def check_approved(
     environment: str, model: str, version: int, *, client: Client | None = None
 ) -> ApprovalInfo | None:
     """None when ``environment`` needs no approval; else the valid approval of exactly this
-    version, or ApprovalRequiredError saying what to run."""
+    version, or ApprovalRequiredError saying what to run.
+
+    Through a team server the server answers it from its store, and only to a developer or
+    more: it is asked right before a version goes somewhere, so a caller who may not put one
+    there is refused before anything else is touched (a cluster, by `shipway k8s apply`)."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.check_approved(environment, model, version, client=client)
     with client.store.read() as session:
         return require_approval(session, environment, model, version)
 

@@ -4,6 +4,10 @@ The image is recorded against the model version only after the engine built it, 
 SBOM stored in the artefact store; a failed build records nothing. A pushed image is recorded
 as soon as the registry has it; its SBOM is then pushed beside it and recorded in turn, so an
 SBOM push that fails leaves the image recorded as pushed, with no SBOM recorded, and says so.
+
+Through a team server (`SHIPWAY_TRACKING_URI`) the image is still built on this machine, by its
+engine, from the model's blobs downloaded through the server; the SBOM is uploaded there and
+the records are written there, so the server's store lists the image as a local build would.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipway.blobs import get_blob, put_blob
 from shipway.client import Client, get_client
 from shipway.errors import PushFailedError
 from shipway.packaging import images
@@ -52,7 +57,7 @@ def build_image(
         )  # fmt: skip
         image_id = engine.build(ctx.directory, ctx.tag)
         size = int(engine.inspect(ctx.tag).get("Size") or 0)
-        sbom_digest = client.artifacts.put_file(ctx.sbom_path)
+        sbom_digest = put_blob(client, ctx.sbom_path)
     built = images.BuiltImage(
         tag=ctx.tag,
         image_id=image_id,
@@ -82,7 +87,7 @@ def push_built(
     info = images.record_push(uri, image.image_id, ref, client=client)
     if image.sbom_digest is None:
         return info
-    sbom = client.artifacts.get_bytes(image.sbom_digest)
+    sbom = get_blob(client, image.sbom_digest)
     try:
         digest = push_sbom(ref, sbom, insecure=insecure)
     except PushFailedError as exc:

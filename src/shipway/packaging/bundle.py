@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shipway.artifacts import ArtifactStore
+from shipway.blobs import fetch_blob
 from shipway.client import Client, get_client
 from shipway.errors import InvalidInputError, NotFoundError
 from shipway.flavors.model import read_manifest
@@ -38,23 +39,24 @@ def blob_store(directory: Path) -> ArtifactStore:
 
 
 def export_bundle(uri: str, dest: str | Path, *, client: Client | None = None) -> Path:
-    """Copy the version `uri` names, with every blob it needs, into `dest`."""
+    """Copy the version `uri` names, with every blob it needs, into `dest`: from the local
+    store, or downloaded from the team server (each digest checked on arrival) with one set."""
     from shipway.registry.registry import get_model_version
 
     client = client or get_client()
     info = get_model_version(uri, client=client)
     dest = Path(dest)
     target = blob_store(dest)
-    manifest = read_manifest(client.artifacts, info.manifest_digest)
-    digests = [
-        info.manifest_digest,
-        *manifest["files"].values(),
-        *manifest.get("artifacts", {}).values(),
-    ]
     with tempfile.TemporaryDirectory(prefix="shipway-bundle-") as tmp:
-        for digest in digests:
+
+        def copy(digest: str) -> None:
             if not target.exists(digest):  # verified on the way out, hashed again on the way in
-                target.put_file(client.artifacts.download(digest, Path(tmp) / digest))
+                target.put_file(fetch_blob(client, digest, Path(tmp) / digest))
+
+        copy(info.manifest_digest)
+        manifest = read_manifest(target, info.manifest_digest)
+        for digest in [*manifest["files"].values(), *manifest.get("artifacts", {}).values()]:
+            copy(digest)
     record = info.to_dict() | {"requirements": manifest.get("requirements", [])}
     (dest / INFO_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return dest

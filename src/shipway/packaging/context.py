@@ -13,6 +13,8 @@
 A training context (`kind="training"`) needs the run's recorded git repository and commit: the
 source is taken from the repository at that commit, so the image holds exactly the recorded
 code (uncommitted changes of a dirty run are not in it, and the labels say the run was dirty).
+Through a team server this still reads the repository on this machine: a run trained elsewhere
+is refused, naming the path it needs.
 Its command is the run's recorded `argv` (the script path made relative to the project, run
 from the recorded working directory) unless `train_command` is given.
 
@@ -121,6 +123,13 @@ def training_source(
 
 def archive_source(source: TrainingSource, dest: Path) -> None:
     """The committed tree at `source.commit`, extracted into `dest` (no .git)."""
+    if not source.repository.is_dir():  # e.g. a run trained elsewhere, built through a server
+        raise PackagingError(
+            f"A training image needs the run's git repository, {source.repository}, on this "
+            "machine, and it is not here.",
+            f"Build it where that repository is (with commit {source.commit[:12]}), or clone "
+            "it to that path; an inference image needs only the model (--kind inference).",
+        )
     try:
         proc = subprocess.run(
             ["git", "-C", str(source.repository), "archive", "--format=tar", source.commit],

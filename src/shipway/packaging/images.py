@@ -1,7 +1,8 @@
 """Images recorded against model versions: what was built, from what, and where it was pushed.
 
 Each record is written in one transaction with its audit event (`image.build`, `image.push`),
-and only after the engine succeeded: a failed build or push leaves nothing behind.
+and only after the engine succeeded: a failed build or push leaves nothing behind. Through a
+team server each function hands over to `shipway.remote.images`, and the server records it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def _info(model: t.RegisteredModel, mv: t.ModelVersion, row: t.ModelImage) -> Im
 
 def record_build(uri: str, built: BuiltImage, *, client: Client | None = None) -> ImageInfo:
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import images as remote
+
+        return remote.record_build(uri, built, client=client)
     with client.write() as tx:
         model, mv = _resolve(tx.session, parse(uri))
         row = t.ModelImage(
@@ -84,6 +89,10 @@ def record_push(
 ) -> ImageInfo:
     """Note that the image `image_id` of `uri` is now at `pushed_ref` (repo@digest)."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import images as remote
+
+        return remote.record_push(uri, image_id, pushed_ref, client=client)
     with client.write() as tx:
         model, mv = _resolve(tx.session, parse(uri))
         row = tx.session.scalar(
@@ -108,6 +117,10 @@ def record_sbom_push(
     """Note that the SBOM of the pushed image `image_id` is beside it, as the OCI artifact
     whose manifest digest is `sbom_digest`."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import images as remote
+
+        return remote.record_sbom_push(uri, image_id, sbom_digest, client=client)
     with client.write() as tx:
         model, mv = _resolve(tx.session, parse(uri))
         row = tx.session.scalar(
@@ -136,7 +149,7 @@ def list_images(uri: str, *, client: Client | None = None) -> list[ImageInfo]:
     """Every image built from the version `uri` names, oldest first."""
     client = client or get_client()
     if client.remote:
-        from shipway.remote import registry as remote
+        from shipway.remote import images as remote
 
         return remote.list_images(uri, client=client)
     with client.store.read() as session:

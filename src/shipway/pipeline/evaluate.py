@@ -11,12 +11,12 @@ from typing import Any
 
 import pandas as pd
 
+from shipway.blobs import get_blob
 from shipway.client import Client
 from shipway.errors import InvalidInputError, NotFoundError
 from shipway.monitoring.fairness import FairnessReport, fairness
 from shipway.monitoring.performance import performance
 from shipway.monitoring.sources import read_table, with_outputs
-from shipway.pipeline.blobs import get_blob
 from shipway.records import ModelVersionInfo
 from shipway.registry.registry import get_model_version, load_model
 

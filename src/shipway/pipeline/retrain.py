@@ -28,10 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from shipway.blobs import put_blob
 from shipway.client import Client
 from shipway.errors import ConflictError, InvalidInputError, NotFoundError
 from shipway.pipeline import records
-from shipway.pipeline.blobs import put_blob
 from shipway.pipeline.compare import Comparison, compare
 from shipway.pipeline.records import StageRecord
 from shipway.pipeline.retrain_report import write_report

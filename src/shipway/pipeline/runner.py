@@ -18,10 +18,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from shipway.blobs import put_blob
 from shipway.client import Client, get_client
 from shipway.durations import parse_duration
 from shipway.pipeline import records
-from shipway.pipeline.blobs import put_blob
 from shipway.pipeline.records import PipelineRunInfo, StageRecord
 from shipway.pipeline.spec import PipelineSpec, Stage
 from shipway.pipeline.stages import Outcome, StageContext, run_stage

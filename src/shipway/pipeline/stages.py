@@ -24,15 +24,7 @@ from shipway.client import Client
 from shipway.errors import NotFoundError, ShipwayError
 from shipway.pipeline import spec as s
 
-__all__ = ["BUILTIN_RUNNERS", "LOCAL_ONLY", "Outcome", "StageContext", "run_stage"]
-
-LOCAL_ONLY = {
-    "build": "records the image it builds",
-    "push": "records where it pushed the image",
-}
-"""Built-in stages that need the store on this machine: through a team server they fail at
-once, saying why, instead of part-way through with a generic error."""
-
+__all__ = ["BUILTIN_RUNNERS", "Outcome", "StageContext", "run_stage"]
 
 @dataclasses.dataclass
 class Outcome:
@@ -296,14 +288,6 @@ def run_stage(ctx: StageContext) -> Outcome:
     """Run one stage; a Shipway error (a user mistake, or a refusal) fails the stage with its
     message instead of escaping, so the pipeline records it and reports it in one line."""
     options = ctx.stage.parsed_options() if ctx.stage.uses else None
-    if ctx.client.remote and ctx.stage.kind in LOCAL_ONLY:
-        detail = (
-            f"the {ctx.stage.kind} stage {LOCAL_ONLY[ctx.stage.kind]} in the local store, so "
-            "it cannot run through a team server (SHIPWAY_TRACKING_URI is set): run it on the "
-            "server's machine with SHIPWAY_TRACKING_URI unset, over the server's store"
-        )
-        ctx.say(f"error: {detail}")
-        return Outcome(False, detail)
     try:
         return BUILTIN_RUNNERS[ctx.stage.kind](ctx, options)
     except ShipwayError as exc:

@@ -112,3 +112,14 @@ def list_tokens(owner: str | None, *, client: Client) -> list[TokenInfo]:
 
 def revoke_token(token_id: str, *, client: Client) -> None:
     api_of(client).delete(f"/tokens/{segment(token_id)}")
+
+
+def require_role(role: Role, action: str, *, client: Client) -> None:
+    """ForbiddenError, worded as the server words it, unless the token's user has at least
+    `role`: for work done outside the server (on a cluster) before anything is recorded."""
+    from shipway.errors import ForbiddenError
+    from shipway.governance.identity import ROLES
+
+    me = api_of(client).get("/me")
+    if ROLES.index(me["role"]) < ROLES.index(role):
+        raise ForbiddenError(f"{me['user']} ({me['role']}) may not {action}: needs {role}.")

@@ -6,6 +6,10 @@ agents run on its machine, and whether an agent is alive is what the server sees
 waits there (a deploy until the version is live), so its request waits as long, plus a margin.
 What the API cannot carry (the interface a gateway listens on, an explicit image) is refused
 here rather than dropped: the server would run something else than what was asked.
+
+Kubernetes deployments and cluster canaries are the exception: the caller drives the cluster
+from its own machine, and only their records (and the approval check made before the cluster
+is touched) go through the server, which checks them against its store before it writes.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from shipway.client import Client
 from shipway.deploy.analysis import Checks
 from shipway.deploy.records import DeploymentInfo
 from shipway.deploy.rollout import RolloutState, Step
-from shipway.errors import InvalidInputError
+from shipway.errors import InvalidInputError, NotFoundError
+from shipway.governance.approvals import ApprovalInfo
 from shipway.monitoring.result import MonitorResult
 from shipway.remote._http import segment
+from shipway.remote.governance import approval
 from shipway.remote.tracking import api_of
 
 _DEPLOYMENT = [f.name for f in fields(DeploymentInfo)]
@@ -57,6 +63,50 @@ def list_deployments(*, client: Client) -> list[DeploymentInfo]:
 
 def get_deployment(environment: str, *, client: Client) -> DeploymentInfo:
     return deployment(api_of(client).get(f"/deployments/{segment(environment)}"))
+
+
+def find_deployment(environment: str, *, client: Client) -> DeploymentInfo | None:
+    try:
+        return get_deployment(environment, client=client)
+    except NotFoundError:
+        return None
+
+
+def record_kubernetes(
+    environment: str, fields: dict[str, Any], *, client: Client
+) -> DeploymentInfo:
+    path = f"/deployments/{segment(environment)}/kubernetes"
+    return deployment(api_of(client).post(path, fields))
+
+
+def check_approved(
+    environment: str, model: str, version: int, *, client: Client
+) -> ApprovalInfo | None:
+    path = f"/deployments/{segment(environment)}/approval/check"
+    found = api_of(client).post(path, {"model": model, "version": version})
+    return None if found is None else approval(found)
+
+
+def active_rollout(environment: str, *, client: Client) -> RolloutState | None:
+    found = api_of(client).get(f"/deployments/{segment(environment)}/rollouts/active")
+    return None if found is None else RolloutState.model_validate(found)
+
+
+def start_rollout(state: RolloutState, *, client: Client) -> None:
+    api_of(client).post("/rollouts", {"state": state.model_dump(mode="json")})
+
+
+def save_rollout(state: RolloutState, previous: RolloutState | None, *, client: Client) -> None:
+    body = {
+        "state": state.model_dump(mode="json"),
+        "previous": None if previous is None else previous.model_dump(mode="json"),
+    }
+    api_of(client).post(f"/rollouts/{segment(state.id)}/state", body)
+
+
+def take_request(rollout_id: str, *, client: Client) -> str | None:
+    found = api_of(client).post(f"/rollouts/{segment(rollout_id)}/take-request")
+    return None if found["request"] is None else str(found["request"])
 
 
 def latest_rollout(environment: str, *, client: Client) -> RolloutState | None:

@@ -20,7 +20,6 @@ from shipway.flavors.model import read_manifest
 from shipway.governance.audit import VerifyReport
 from shipway.records import (
     AuditEntry,
-    ImageInfo,
     LoggedModel,
     ModelVersionInfo,
     RegisteredModelInfo,
@@ -169,11 +168,6 @@ def fetch_model(api: RemoteApi, into: ArtifactStore, manifest_digest: str) -> No
     for digest in dict.fromkeys(digests):
         if not into.exists(digest):
             api.download(digest, into._path(digest))
-
-
-def list_images(uri: str, *, client: Client) -> list[ImageInfo]:
-    """The images built from a version, as its lineage reports them."""
-    return [records.image(i) for i in lineage(uri, client=client)["images"]]
 
 
 def lineage(uri: str, *, client: Client) -> dict[str, Any]:

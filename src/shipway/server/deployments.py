@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from shipway.deploy.records import DeploymentInfo
+from shipway.deploy.rollout import RolloutState
 from shipway.errors import InvalidInputError, NotFoundError, ShipwayError
 from shipway.monitoring.drift import Method
 from shipway.monitoring.result import MonitorResult
@@ -66,6 +67,42 @@ class StopBody(BaseModel):
 class StartBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     wait_s: float = Field(300, gt=0, le=900, description="How long to wait for it to be live.")
+
+
+class ApprovalCheckBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=200)
+    version: int = Field(ge=1)
+
+
+class KubernetesRecordBody(BaseModel):
+    """What `shipway k8s apply|rollback` (or a promoted cluster canary) put on a cluster."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=200)
+    version: int = Field(ge=1)
+    replicas: int = Field(ge=0)
+    context: str = Field(min_length=1, max_length=300, description="The kubeconfig context.")
+    namespace: str = Field(min_length=1, max_length=253)
+    port: int = Field(ge=1, le=65535, description="The Service port.")
+    image: str = Field(max_length=1000, description="The image reference, by digest if pushed.")
+    observed: dict[str, Any] = Field(
+        {}, description="What the cluster reported (app, revision, replicas, render options)."
+    )
+    event: Literal["k8s.apply", "k8s.rollback", "k8s.promote"] = "k8s.apply"
+
+
+class RolloutRecordBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state: RolloutState
+
+
+class RolloutStateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state: RolloutState
+    previous: RolloutState | None = Field(
+        None, description="The state it follows; a new status or step is audited."
+    )
 
 
 class TableFile(BaseModel):
@@ -214,6 +251,60 @@ def abort(call: Call) -> dict[str, Any]:
 
     env = call.path["environment"]
     return {"rollout": request_rollout(env, "abort", client=call.client), "request": "abort"}
+
+
+def check_approval(call: Call) -> Any:
+    from shipway.governance.approvals import check_approved
+
+    body: ApprovalCheckBody = call.body
+    env = call.path["environment"]
+    return check_approved(env, body.model, body.version, client=call.client)
+
+
+def record_kubernetes(call: Call) -> dict[str, Any]:
+    from shipway.deploy.kubernetes.admission import admit_record
+    from shipway.deploy.records import record_kubernetes
+
+    body: KubernetesRecordBody = call.body
+    env = call.path["environment"]
+    admit_record(env, body.model, body.version, body.event, call.client)
+    fields = body.model_dump()
+    return _deployment(record_kubernetes(env, **fields, client=call.client))
+
+
+def active_rollout(call: Call) -> RolloutState | None:
+    from shipway.deploy.records import active_rollout
+
+    return active_rollout(call.path["environment"], client=call.client)
+
+
+def record_rollout(call: Call) -> RolloutState:
+    from shipway.deploy.kubernetes.admission import admit_rollout
+    from shipway.deploy.records import start_rollout
+
+    state: RolloutState = call.body.state
+    admit_rollout(state, call.client)
+    start_rollout(state, client=call.client)
+    return state
+
+
+def save_rollout(call: Call) -> RolloutState:
+    from shipway.deploy.kubernetes.admission import admit_rollout_change
+    from shipway.deploy.records import save_rollout
+
+    body: RolloutStateBody = call.body
+    admit_rollout_change(call.path["rollout_id"], body.state, call.client)
+    save_rollout(body.state, client=call.client, previous=body.previous)
+    return body.state
+
+
+def take_request(call: Call) -> dict[str, Any]:
+    from shipway.deploy.kubernetes.admission import admit_rollout_change
+    from shipway.deploy.records import take_request
+
+    rollout_id = call.path["rollout_id"]
+    admit_rollout_change(rollout_id, None, call.client)
+    return {"rollout": rollout_id, "request": take_request(rollout_id, client=call.client)}
 
 
 def list_results(call: Call) -> list[dict[str, Any]]:
@@ -436,6 +527,83 @@ ENDPOINTS = [
         "Show a rollout",
         "deployments",
         "viewer",
+    ),
+    Endpoint(
+        "POST",
+        f"{_ENV}/approval/check",
+        check_approval,
+        "Check that a version may go to an environment",
+        "deployments",
+        "developer",
+        body=ApprovalCheckBody,
+        description="The valid approval of exactly this version (null when the environment's "
+        "policy needs none), or 403 saying what to request. Asked right before a version is "
+        "deployed (`shipway k8s apply` asks before it touches the cluster), so it needs the "
+        "role that deploys.",
+    ),
+    Endpoint(
+        "POST",
+        f"{_ENV}/kubernetes",
+        record_kubernetes,
+        "Record a Kubernetes deployment",
+        "deployments",
+        "developer",
+        body=KubernetesRecordBody,
+        description="What a client applied to a cluster from its own machine (`shipway k8s "
+        "apply`, `rollback`, a promoted cluster canary), audited as the caller. The server "
+        "cannot see the cluster, so it checks its store first: an environment with an "
+        "approval policy takes only an approved version (a rollback to a version that ran "
+        "there, or the promotion of the approved canary, need none again); no deployment of "
+        "another model or on the server's machine, no rollout in progress. Moves nothing "
+        "else: set the environment's alias separately.",
+    ),
+    Endpoint(
+        "GET",
+        f"{_ENV}/rollouts/active",
+        active_rollout,
+        "Show the running or paused rollout of an environment",
+        "deployments",
+        "viewer",
+        returns=RolloutState | None,
+        description="null when none is running or paused.",
+    ),
+    Endpoint(
+        "POST",
+        f"{API}/rollouts",
+        record_rollout,
+        "Record a cluster canary rollout",
+        "deployments",
+        "developer",
+        body=RolloutRecordBody,
+        status=201,
+        returns=RolloutState,
+        description="The state of a canary a client started on a cluster (`shipway k8s "
+        "rollout start`) next to the environment's recorded Kubernetes deployment. Its stable "
+        "version must be the recorded one, and environments with an approval policy need an "
+        "approved request for the canary version. Refused while another rollout is active.",
+    ),
+    Endpoint(
+        "POST",
+        f"{API}/rollouts/{{rollout_id}}/state",
+        save_rollout,
+        "Save a cluster canary rollout's new state",
+        "deployments",
+        "developer",
+        body=RolloutStateBody,
+        returns=RolloutState,
+        description="A new status or step is audited. Only an active cluster canary's state, "
+        "keeping its id, environment and versions (a rollout on the server's machine is its "
+        "agent's).",
+    ),
+    Endpoint(
+        "POST",
+        f"{API}/rollouts/{{rollout_id}}/take-request",
+        take_request,
+        "Take a cluster canary rollout's pending request",
+        "deployments",
+        "developer",
+        description="The promote or abort asked for since (null if none), cleared as it is "
+        "taken, so one follower acts on it once.",
     ),
     Endpoint(
         "GET",

@@ -7,12 +7,12 @@ role: the role says who may ask, the approval says whether this version may go t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shipway.errors import InvalidInputError
-from shipway.records import LoggedModel, ModelVersionInfo, RegisteredModelInfo
+from shipway.errors import ConflictError, InvalidInputError
+from shipway.records import ImageInfo, LoggedModel, ModelVersionInfo, RegisteredModelInfo
 from shipway.server._paging import OFFSET, limit_param, page
 from shipway.server.endpoints import API, Call, Endpoint
 
@@ -40,6 +40,39 @@ class CardBody(BaseModel):
     intended_use: str | None = None
     limitations: str | None = None
     ethical_considerations: str | None = None
+
+
+_HEX64 = r"^[0-9a-f]{64}$"
+
+
+class ImageBody(BaseModel):
+    """An image built from the version on the caller's machine (`shipway build`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tag: str = Field(min_length=1, max_length=512, description="NAME:TAG as built.")
+    image_id: str = Field(pattern=_HEX64, description="The engine's image id (hex, no prefix).")
+    size_bytes: int = Field(ge=0)
+    base_image: str = Field(min_length=1, max_length=512)
+    engine: str = Field(min_length=1, max_length=64, description="docker, podman or buildah.")
+    kind: Literal["inference", "training"]
+    lock_digest: str = Field(pattern=_HEX64, description="SHA-256 of requirements.lock.")
+    sbom_digest: str | None = Field(
+        None, pattern=_HEX64, description="The SBOM, uploaded to /artifacts first."
+    )
+
+
+class PushBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pushed_ref: str = Field(
+        pattern=r"^[^@\s]+@sha256:[0-9a-f]{64}$", description="Where it is now: REPO@sha256:..."
+    )
+
+
+class SbomPushBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sbom_digest: str = Field(
+        pattern=r"^sha256:[0-9a-f]{64}$", description="The SBOM artifact's manifest digest."
+    )
 
 
 def _version_uri(call: Call) -> str:
@@ -137,9 +170,43 @@ def delete_alias(call: Call) -> dict[str, Any]:
     return {"deleted": f"models:/{call.path['name']}@{call.path['alias']}"}
 
 
+def list_images(call: Call) -> list[ImageInfo]:
+    from shipway.packaging.images import list_images
+
+    return list_images(_version_uri(call), client=call.client)
+
+
+def record_image(call: Call) -> ImageInfo:
+    from shipway.packaging.images import BuiltImage, record_build
+
+    body: ImageBody = call.body
+    uri = _version_uri(call)
+    if body.sbom_digest is not None and not call.client.artifacts.exists(body.sbom_digest):
+        raise ConflictError(
+            f"The SBOM {body.sbom_digest[:12]}... of image {body.tag} is not uploaded.",
+            "PUT it to /api/v1/artifacts/{sha256} before recording the image.",
+        )
+    return record_build(uri, BuiltImage(**body.model_dump()), client=call.client)
+
+
+def record_push(call: Call) -> ImageInfo:
+    from shipway.packaging.images import record_push
+
+    uri = _version_uri(call)
+    return record_push(uri, call.path["image_id"], call.body.pushed_ref, client=call.client)
+
+
+def record_sbom_push(call: Call) -> ImageInfo:
+    from shipway.packaging.images import record_sbom_push
+
+    uri = _version_uri(call)
+    return record_sbom_push(uri, call.path["image_id"], call.body.sbom_digest, client=call.client)
+
+
 _MODEL = f"{API}/models/{{name}}"
 _VERSION = f"{_MODEL}/versions/{{version}}"
 _ALIAS = f"{_MODEL}/aliases/{{alias}}"
+_IMAGES = f"{_VERSION}/images"
 
 ENDPOINTS = [
     Endpoint(
@@ -226,4 +293,52 @@ ENDPOINTS = [
         "default) needs an approved request for this version first: 403 otherwise.",
     ),
     Endpoint("DELETE", _ALIAS, delete_alias, "Delete an alias", "models", "developer"),
+    Endpoint(
+        "GET",
+        _IMAGES,
+        list_images,
+        "List a version's images",
+        "models",
+        "viewer",
+        returns=list[ImageInfo],
+        description="Every image built from the version, oldest first, with where it was "
+        "pushed and its SBOM.",
+    ),
+    Endpoint(
+        "POST",
+        _IMAGES,
+        record_image,
+        "Record an image built from a version",
+        "models",
+        "developer",
+        body=ImageBody,
+        status=201,
+        returns=ImageInfo,
+        description="The image is built where the engine is (`shipway build`); upload its "
+        "SBOM to /api/v1/artifacts first: 409 otherwise.",
+    ),
+    Endpoint(
+        "POST",
+        f"{_IMAGES}/{{image_id}}/push",
+        record_push,
+        "Record an image push",
+        "models",
+        "developer",
+        body=PushBody,
+        returns=ImageInfo,
+        description="The newest record of the image is marked pushed to `pushed_ref`; an "
+        "SBOM recorded beside an earlier push is cleared.",
+    ),
+    Endpoint(
+        "POST",
+        f"{_IMAGES}/{{image_id}}/sbom-push",
+        record_sbom_push,
+        "Record an image's SBOM push",
+        "models",
+        "developer",
+        body=SbomPushBody,
+        returns=ImageInfo,
+        description="The SBOM was pushed beside the pushed image as an OCI artifact: 404 if "
+        "the image is not recorded as pushed.",
+    ),
 ]

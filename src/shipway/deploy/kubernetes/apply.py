@@ -284,6 +284,10 @@ def rollback(
     """Put the pod template of an earlier ReplicaSet back (the previous one by default), as
     `kubectl rollout undo` does; wait for it, then record and audit it (`k8s.rollback`)."""
     client = client or get_client()
+    if client.remote:  # the cluster is patched from here: refuse before it, not after
+        from shipway.remote.governance import require_role
+
+        require_role("developer", "record a Kubernetes deployment", client=client)
     dep = records.kubernetes_deployment(environment, client=client)
     if (running := records.active_rollout(environment, client=client)) is not None:
         raise ConflictError(f"Rollout {running.id} is {running.status} in {environment}.")
