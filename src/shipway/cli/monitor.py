@@ -291,7 +291,8 @@ def serve_metrics(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
     port: int = typer.Option(9108, help="Port to listen on."),
 ) -> None:
-    """Expose the latest monitoring result of every model as Prometheus metrics (/metrics)."""
+    """Expose the latest monitoring result of every model as Prometheus metrics (/metrics),
+    read from the store or the team server (SHIPWAY_TRACKING_URI) at every scrape."""
     from shipway.client import get_client
     from shipway.monitoring.history import latest_results
     from shipway.monitoring.prometheus import serve_metrics as run_server

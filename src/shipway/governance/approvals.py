@@ -162,6 +162,9 @@ def _policy(session: Session, environment: str) -> Policy:
 def get_policy(environment: str, *, client: Client | None = None) -> Policy:
     """The policy in force for ``environment`` (its default when none was set)."""
     client = client or get_client()
+    if client.remote:  # the server lists every policy set and the defaults not overridden
+        listed = {p.environment: p for p in list_policies(client=client)}
+        return listed.get(environment) or Policy(environment, "none", [])
     with client.store.read() as session:
         return _policy(session, environment)
 

@@ -102,6 +102,10 @@ def list_results(
 def latest_results(*, client: Client | None = None) -> list[MonitorResult]:
     """The newest result of each model (model-less runs count as one model), by model name."""
     client = client or get_client()
+    if client.remote:
+        from shipway.remote import operations as remote
+
+        return remote.latest_results(client=client)
     newest = (
         select(t.MonitorRun.model, func.max(t.MonitorRun.created_at).label("at"))
         .group_by(t.MonitorRun.model)

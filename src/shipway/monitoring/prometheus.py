@@ -4,6 +4,8 @@
 ``load`` (e.g. :func:`shipway.monitoring.history.latest_results`), keeps the newest result per
 model and turns it into gauges. Nothing is cached between scrapes, so a run saved to the store
 shows up at the next scrape and a model whose results are gone drops out (its series go stale).
+With ``SHIPWAY_TRACKING_URI`` set, ``latest_results`` reads the team server's store through
+its API, so the exporter can run anywhere Prometheus reaches.
 
 Every series has a ``model`` label; runs that compared files or frames without a model are
 labelled ``model="(files)"`` (:data:`NO_MODEL`). Model names start with a letter or digit, so
@@ -259,8 +261,8 @@ def metrics_app(load: Loader) -> Starlette:
             metrics,
             "Monitoring results as Prometheus gauges",
             "metrics",
-            description="The newest result per model, loaded from the store at every scrape. "
-            "`shipway_monitor_store_up` is 0 when the store could not be read.",
+            description="The newest result per model, loaded from the store (or the team "
+            "server) at every scrape. `shipway_monitor_store_up` is 0 when it could not be read.",
             errors=(),
         ),
         openapi.Endpoint(

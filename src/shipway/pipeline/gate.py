@@ -15,16 +15,13 @@ from shipway.durations import parse_duration
 from shipway.errors import ApprovalRequiredError
 from shipway.governance.approvals import (
     ApprovalInfo,
-    Policy,
     check_approved,
     get_policy,
     list_approvals,
-    list_policies,
     request_approval,
 )
 from shipway.pipeline.spec import GateOptions
 from shipway.pipeline.stages import Outcome
-from shipway.records import ModelVersionInfo
 from shipway.registry.registry import get_model_version
 
 __all__ = ["gate"]
@@ -40,10 +37,13 @@ def gate(
     deadline: float | None = None,
 ) -> Outcome:
     version = get_model_version(uri, client=client)
-    policy = _policy(o.environment, client)
+    policy = get_policy(o.environment, client=client)
     if policy.mode == "none":
         return Outcome(True, f"{o.environment} needs no approval (policy none)")
-    done = _approved(o.environment, version, client)
+    try:
+        done = check_approved(o.environment, version.name, version.version, client=client)
+    except ApprovalRequiredError:
+        done = None
     if done is not None:
         return Outcome(True, f"{version.uri} was already approved by {done.decided_by}")
     asked = [
@@ -67,25 +67,6 @@ def gate(
             limit = min(limit, deadline)
         approval = _wait(approval, limit, client)
     return _outcome(approval, o)
-
-
-def _policy(environment: str, client: Client) -> Policy:
-    if not client.remote:
-        return get_policy(environment, client=client)
-    found = [p for p in list_policies(client=client) if p.environment == environment]
-    return found[0] if found else Policy(environment, "none", [])
-
-
-def _approved(environment: str, version: ModelVersionInfo, client: Client) -> ApprovalInfo | None:
-    """The valid approval of exactly ``version`` for ``environment``, if there is one."""
-    if not client.remote:
-        try:
-            return check_approved(environment, version.name, version.version, client=client)
-        except ApprovalRequiredError:
-            return None
-    approved = list_approvals(environment, status="approved", model=version.name, client=client)
-    found = [a for a in approved if a.version == version.version]  # newest first
-    return found[0] if found else None
 
 
 def _wait(approval: ApprovalInfo, limit: float, client: Client) -> ApprovalInfo:

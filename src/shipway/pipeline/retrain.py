@@ -26,7 +26,7 @@ import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from shipway.blobs import put_blob
 from shipway.client import Client
@@ -39,6 +39,9 @@ from shipway.pipeline.retrain_spec import RetrainSpec, load_retrain_spec
 from shipway.pipeline.stages import Outcome
 from shipway.records import _Record
 from shipway.store.store import utcnow
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["CHALLENGER", "RetrainResult", "data_hash", "newest_data", "resume", "retrain"]
 

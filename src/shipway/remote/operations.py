@@ -48,6 +48,18 @@ def list_results(model: str | None, *, limit: int, client: Client) -> list[Monit
     return [get_result(r["id"], client=client) for r in found]
 
 
+def latest_results(*, client: Client) -> list[MonitorResult]:
+    """The newest result of each model (model-less runs count as one model), by model name:
+    the summaries are read page by page, newest first, and only each model's first one is
+    fetched whole."""
+    summaries = api_of(client).get_list("/monitoring/results", None, _id)
+    newest: dict[str | None, str] = {}
+    for summary in summaries:
+        newest.setdefault(summary["model"], summary["id"])
+    ordered = sorted(newest.items(), key=lambda item: (item[0] is not None, item[0] or ""))
+    return [get_result(result_id, client=client) for _, result_id in ordered]
+
+
 def _id(entry: dict[str, Any]) -> Any:
     return entry["id"]
 

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from shipway.blobs import get_blob
 from shipway.client import Client
 from shipway.errors import ShipwayError
 from shipway.records import RunInfo, _Record
@@ -99,8 +100,6 @@ def _short(digest: str | None) -> str | None:
 
 
 def _outputs(run: RunInfo, new: RunInfo, tolerance: float, client: Client) -> list[Check]:
-    from shipway.flavors import load_from_manifest
-
     frame, source = _evaluation_data(run, client)
     checks = []
     for name, digest in sorted(run.models.items()):
@@ -115,16 +114,27 @@ def _outputs(run: RunInfo, new: RunInfo, tolerance: float, client: Client) -> li
             checks.append(Check(*row, None, "unchecked", "the run logged no data to predict on"))
         else:
             try:
-                gap = _outputs_gap(
-                    load_from_manifest(client.artifacts, digest),
-                    load_from_manifest(client.artifacts, other),
-                    frame,
-                )
+                gap = _outputs_gap(_load(digest, client), _load(other, client), frame)
             except Exception as exc:  # a model may fail to load or predict in any way
                 checks.append(Check(*row, None, "unchecked", f"could not predict: {exc}"))
             else:
                 checks.append(Check(*row, gap, _same(gap <= tolerance)))
     return checks
+
+
+def _load(manifest_digest: str, client: Client) -> Any:
+    """A logged model, from the client's artefact store, or through the team server into this
+    machine's blob cache (where `load_model` keeps what it downloads)."""
+    from shipway.flavors import load_from_manifest
+
+    if client.remote:
+        from shipway.artifacts import ArtifactStore
+        from shipway.remote.registry import fetch_model
+
+        cache = ArtifactStore((client.settings.home / "cache" / "blobs").as_uri())
+        fetch_model(client.remote, cache, manifest_digest)
+        return load_from_manifest(cache, manifest_digest)
+    return load_from_manifest(client.artifacts, manifest_digest)
 
 
 def _evaluation_data(run: RunInfo, client: Client) -> tuple[Any, str | None]:
@@ -136,7 +146,7 @@ def _evaluation_data(run: RunInfo, client: Client) -> tuple[Any, str | None]:
     dataset = dataset or (run.datasets[0] if run.datasets else None)
     if dataset is None:
         return None, None
-    data = client.artifacts.get_bytes(dataset.blob_digest)
+    data = get_blob(client, dataset.blob_digest)
     frame = pd.read_parquet(io.BytesIO(data)).head(MAX_ROWS)
     return frame, f"'{dataset.name}' ({len(frame)} rows)"
 
@@ -203,7 +213,7 @@ def read_lock(run: RunInfo, client: Client) -> dict[str, str]:
     if not digest:
         return {}
     try:
-        text = client.artifacts.get_bytes(digest).decode()
+        text = get_blob(client, digest).decode()
     except (ShipwayError, OSError, UnicodeDecodeError):
         return {}
     return dict(line.split("==", 1) for line in text.splitlines() if "==" in line)

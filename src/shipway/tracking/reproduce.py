@@ -7,8 +7,9 @@ The recorded commit is checked out into a temporary `git worktree`, so uncommitt
 a dirty run are deliberately left out. Each dataset logged with the `path` it was read from is
 written back there (relative to the repository) from its stored copy, verified by content hash.
 The recorded script then runs with the same arguments (so the same `--seed`, if it takes one)
-from the same directory, with `python` (by default this interpreter) and this client's store,
-and its run is tagged `reproduces=<run id>`.
+from the same directory, with `python` (by default this interpreter) and this client's store
+(or team server: the stored data, the models and the new run then all go through it; the code
+is checked out on this machine), and its run is tagged `reproduces=<run id>`.
 
 Every param, metric and dataset the run recorded is compared with the new run's, and each model
 logged by both runs predicts on the run's evaluation data (else its training data): a metric or
@@ -27,20 +28,23 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+from shipway.blobs import get_blob
 from shipway.client import Client, get_client
 from shipway.errors import IntegrityError, InvalidInputError, NotFoundError, ShipwayError
 from shipway.records import DatasetInfo, RunInfo, _Record
 from shipway.store import tables as t
-from shipway.store import utcnow
 from shipway.tracking.compare import RESULTS, Check, compare, likely_causes, read_lock
 from shipway.tracking.datasets import content_hash
-from shipway.tracking.run import DATASET_PATH_TAG, REPRODUCES_ENV, get_run
+from shipway.tracking.run import DATASET_PATH_TAG, REPRODUCES_ENV, get_run, list_runs
+
+NEWEST = 1000
+"""Through a team server, the reproduction is looked for among this many newest runs (one
+page of the server's list)."""
 
 
 @dataclass(frozen=True)
@@ -89,12 +93,6 @@ def reproduce(
 ) -> ReproduceReport:
     """Run `run_id` again from its recorded commit, data and command; compare the results."""
     client = client or get_client()
-    if client.remote:
-        raise InvalidInputError(
-            "Reproducing a run needs this machine's store; SHIPWAY_TRACKING_URI points at a "
-            "team server.",
-            "Unset SHIPWAY_TRACKING_URI on a machine whose store holds the run.",
-        )
     if tolerance < 0:
         raise InvalidInputError(f"The tolerance must be 0 or more, not {tolerance}.")
     run = get_run(run_id, client=client)
@@ -121,9 +119,9 @@ def reproduce(
         raise
     try:
         restored, problems = _restore(run, root, worktree, client)
-        launched = utcnow()
+        before = set(_reproductions(run, client))
         proc = _run(python, argv, worktree / workdir, _child_env(run, client))
-        new = _new_run(run, launched, client)
+        new = _new_run(run, before, client)
         new_lock = read_lock(new, client) if new else _interpreter_lock(python)
         checks = compare(run, new, tolerance, client, read_lock(run, client), new_lock)
         failed = proc.returncode != 0 or new is None or new.status != "finished"
@@ -240,7 +238,7 @@ def _write(dataset: DatasetInfo, dest: Path, client: Client) -> None:
     """The stored Parquet copy, verified by content hash, at `dest` as Parquet or CSV."""
     import pandas as pd
 
-    data = client.artifacts.get_bytes(dataset.blob_digest)
+    data = get_blob(client, dataset.blob_digest)
     frame = pd.read_parquet(io.BytesIO(data))
     if content_hash(frame)[0] != dataset.content_hash:
         raise IntegrityError(f"its stored copy does not hash to {dataset.content_hash[:12]}")
@@ -280,15 +278,27 @@ def _tail(proc: subprocess.CompletedProcess[str], lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _new_run(run: RunInfo, launched: datetime, client: Client) -> RunInfo | None:
-    """The first run tagged `reproduces=<run id>` since the launch, preferably in the same
-    experiment."""
+def _reproductions(run: RunInfo, client: Client) -> list[str]:
+    """The ids of the runs tagged `reproduces=<run id>`. The server's list has no tag filter,
+    so through it they are looked for among the newest runs (a reproduction is one of them)."""
+    if client.remote:
+        newest = list_runs(limit=NEWEST, client=client)
+        return [r.id for r in newest if r.tags.get("reproduces") == run.id]
     with client.store.read() as session:
-        ids = session.scalars(
-            select(t.Tag.run_id).where(t.Tag.key == "reproduces", t.Tag.value == run.id)
-        ).all()
+        return list(
+            session.scalars(
+                select(t.Tag.run_id).where(t.Tag.key == "reproduces", t.Tag.value == run.id)
+            )
+        )
+
+
+def _new_run(run: RunInfo, before: set[str], client: Client) -> RunInfo | None:
+    """The first run tagged `reproduces=<run id>` that was not there before the launch,
+    preferably in the same experiment. Comparing ids rather than start times keeps a server
+    whose clock differs from this machine's out of it."""
+    ids = [i for i in _reproductions(run, client) if i not in before]
     runs = sorted(
-        (r for r in (get_run(i, client=client) for i in ids) if r.start_time >= launched),
+        (get_run(i, client=client) for i in ids),
         key=lambda r: (r.experiment != run.experiment, r.start_time),
     )
     return runs[0] if runs else None
