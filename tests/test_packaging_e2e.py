@@ -141,6 +141,43 @@ def test_sbom_is_pushed_beside_the_image_and_refusals_are_clear(tmp_path: Path) 
         push_sbom(f"{registry}/credit@{image}", sbom)
 
 
+def test_the_model_is_pushed_beside_the_image_and_loads_from_what_the_registry_holds(
+    shipway_home: Path, tmp_path: Path
+) -> None:
+    from shipway.artifacts import ArtifactStore
+    from shipway.flavors import load_from_manifest
+    from shipway.packaging.build import push_model_beside
+
+    version, model, features = train_credit(f"om{uuid.uuid4().hex[:6]}")
+    with local_registry(tmp_path / "registry") as registry:
+        image = _tiny_image(registry, version.name)
+        digest = push_model_beside(version.uri, f"{registry}/{version.name}@{image}")
+        base = f"http://{registry}/v2/{version.name}"
+        got = httpx.get(f"{base}/manifests/sha256-{image.removeprefix('sha256:')}.model",
+                        headers={"Accept": OCI_MANIFEST})  # fmt: skip
+        assert got.status_code == 200 and f"sha256:{hashlib.sha256(got.content).hexdigest()}" == (
+            digest
+        )
+        artifact = got.json()
+        assert artifact["artifactType"] == "application/vnd.shipway.model.v1"
+        assert artifact["subject"]["digest"] == image
+        first, *files = artifact["layers"]
+        # The layers are Shipway's own blobs: the same digests as in the store.
+        assert first["digest"] == f"sha256:{version.manifest_digest}"
+        manifest = json.loads(get_client().artifacts.get_bytes(version.manifest_digest))
+        assert {f["annotations"]["org.opencontainers.image.title"]: f["digest"] for f in files} == {
+            name: f"sha256:{d}" for name, d in manifest["files"].items()
+        }
+        # Pulled back (as `oras pull` would) into an empty store, the model loads and predicts.
+        pulled = ArtifactStore((tmp_path / "pulled").as_uri())
+        for layer in artifact["layers"]:
+            blob = httpx.get(f"{base}/blobs/{layer['digest']}", follow_redirects=True).content
+            assert pulled.put_bytes(blob) == layer["digest"].removeprefix("sha256:")
+        loaded = load_from_manifest(pulled, version.manifest_digest)
+        np.testing.assert_allclose(loaded.predict_proba(features.head(20)),
+                                   model.predict_proba(features.head(20)))  # fmt: skip
+
+
 class _FakeDocker:
     """`docker push` that only reports a digest (the image is put in the registry by hand)."""
 

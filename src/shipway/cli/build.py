@@ -54,7 +54,7 @@ def build(
                               port=port, train_command=train_command)  # fmt: skip
         console.print(f"Build context for [bold]{ctx.tag}[/bold] written to {ctx.directory}.")
         return
-    from shipway.packaging.build import build_image, push_built
+    from shipway.packaging.build import build_image, push_built, push_model_beside
 
     eng = find_engine(EngineConfig.load(name=engine))
     console.print(f"Building {uri} with {eng.name} ...")
@@ -70,6 +70,9 @@ def build(
         console.print(f"Pushed [bold]{pushed.pushed_ref}[/bold].")
         if pushed.sbom_pushed_digest:
             console.print(f"Pushed its SBOM beside it ({pushed.sbom_pushed_digest}).")
+        if pushed.pushed_ref and kind == "inference":
+            model = push_model_beside(result.context.uri, pushed.pushed_ref, insecure=insecure)
+            console.print(f"Pushed the model beside it ({model}).")
 
 
 def run_image(

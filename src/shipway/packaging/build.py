@@ -24,7 +24,7 @@ from shipway.packaging import images
 from shipway.packaging.base import LOCAL_BASE, ensure_local_base
 from shipway.packaging.context import BuildContext, prepare_context
 from shipway.packaging.engines import Engine
-from shipway.packaging.push import push_image, push_sbom
+from shipway.packaging.push import push_image, push_model, push_sbom
 from shipway.records import ImageInfo
 
 
@@ -96,3 +96,20 @@ def push_built(
             "Fix the registry and push again; the image record shows no SBOM until then.",
         ) from None
     return images.record_sbom_push(uri, image.image_id, digest, client=client)
+
+
+def push_model_beside(
+    uri: str, pushed_ref: str, *, insecure: bool = False, client: Client | None = None
+) -> str:
+    """Push the model version `uri` names (its manifest and every file) beside the pushed image
+    `pushed_ref`, as an OCI artifact; the artifact manifest's digest."""
+    import json
+
+    from shipway.registry.registry import get_model_version
+
+    client = client or get_client()
+    version = get_model_version(uri, client=client)
+    manifest = get_blob(client, version.manifest_digest)
+    named = json.loads(manifest)["files"]
+    files = {name: get_blob(client, digest) for name, digest in named.items()}
+    return push_model(pushed_ref, manifest, files, insecure=insecure)

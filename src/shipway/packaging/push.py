@@ -3,8 +3,10 @@
 A registry on loopback (127.0.0.0/8, ::1, localhost) is reached over plain HTTP automatically;
 any other only over TLS, unless `insecure=True`. The registry is probed first (`GET /v2/`), so
 an unreachable one is a one-line error rather than the engine's retry log; nothing is recorded
-unless the push succeeded. `push_sbom` then puts the image's CycloneDX SBOM beside it, through
-the registry's HTTP API, as an OCI artifact whose `subject` is the image manifest.
+unless the push succeeded. `push_sbom` then puts the image's CycloneDX SBOM beside it, and
+`push_model` the model itself (its manifest and files, each layer's digest the same as the
+blob's digest in Shipway's store), through the registry's HTTP API, as OCI artifacts whose
+`subject` is the image manifest: `oras discover` lists them, `oras pull` fetches them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -94,16 +97,12 @@ MANIFEST_TYPES = (
 )
 
 
-def sbom_tag(image_digest: str) -> str:
-    return f"sha256-{image_digest.removeprefix('sha256:')}.sbom"
-
-
 def _digest(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 class _Registry:
-    """The few registry API calls the SBOM push needs; any refusal is a `PushFailedError`."""
+    """The few registry API calls an artifact push needs; any refusal is a `PushFailedError`."""
 
     def __init__(self, http: httpx.Client, host: str, repo: str) -> None:
         self.http, self.host, self.repo = http, host, repo
@@ -150,12 +149,55 @@ class _Registry:
         return {"mediaType": media_type, "digest": reference, "size": len(got.content)}
 
 
+@dataclass(frozen=True)
+class Layer:
+    media_type: str
+    title: str
+    data: bytes
+
+
+MODEL_ARTIFACT = "application/vnd.shipway.model.v1"
+MODEL_MANIFEST = "application/vnd.shipway.model.manifest.v1+json"
+
+
 def push_sbom(pushed_ref: str, sbom: bytes, *, insecure: bool = False,
               timeout: float = 30.0) -> str:  # fmt: skip
     """Push `sbom` (CycloneDX JSON) beside the image `pushed_ref` (registry/repo@sha256:...).
 
     Returns the digest of the SBOM artifact's manifest, tagged `sha256-<image hex>.sbom`.
     """
+    layer = Layer(CYCLONEDX_JSON, "sbom.cdx.json", sbom)
+    return push_artifact(pushed_ref, [layer], artifact_type=CYCLONEDX_JSON, suffix="sbom",
+                         insecure=insecure, timeout=timeout)  # fmt: skip
+
+
+def push_model(pushed_ref: str, manifest: bytes, files: dict[str, bytes], *,
+               insecure: bool = False, timeout: float = 120.0) -> str:  # fmt: skip
+    """Push a model (its manifest, then each file by name) beside the image `pushed_ref`.
+
+    Returns the digest of the artifact's manifest, tagged `sha256-<image hex>.model`.
+    """
+    layers = [Layer(MODEL_MANIFEST, "model.json", manifest)]
+    layers += [Layer("application/octet-stream", name, data) for name, data in files.items()]
+    return push_artifact(pushed_ref, layers, artifact_type=MODEL_ARTIFACT, suffix="model",
+                         insecure=insecure, timeout=timeout)  # fmt: skip
+
+
+def artifact_tag(image_digest: str, suffix: str) -> str:
+    return f"sha256-{image_digest.removeprefix('sha256:')}.{suffix}"
+
+
+def push_artifact(
+    pushed_ref: str,
+    layers: list[Layer],
+    *,
+    artifact_type: str,
+    suffix: str,
+    insecure: bool = False,
+    timeout: float = 30.0,
+) -> str:
+    """Push `layers` as one OCI artifact whose subject is the image `pushed_ref`, tagged
+    `sha256-<image hex>.<suffix>`; the digest of its manifest."""
     name, _, image_digest = pushed_ref.partition("@")
     host = registry_host(name)
     repo = name.split("/", 1)[1]
@@ -166,23 +208,27 @@ def push_sbom(pushed_ref: str, sbom: bytes, *, insecure: bool = False,
     with httpx.Client(base_url=base, timeout=timeout, verify=tls) as http:
         reg = _Registry(http, host, repo)
         subject = reg.descriptor(image_digest)
-        layer = reg.put_blob(sbom)
+        described = [
+            {"mediaType": layer.media_type, "digest": reg.put_blob(layer.data),
+             "size": len(layer.data),
+             "annotations": {"org.opencontainers.image.title": layer.title}}
+            for layer in layers
+        ]  # fmt: skip
         empty = reg.put_blob(b"{}")
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "artifactType": CYCLONEDX_JSON,
+            "artifactType": artifact_type,
             "config": {"mediaType": OCI_EMPTY, "digest": empty, "size": 2},
-            "layers": [{"mediaType": CYCLONEDX_JSON, "digest": layer, "size": len(sbom),
-                        "annotations": {"org.opencontainers.image.title": "sbom.cdx.json"}}],
+            "layers": described,
             "subject": subject,
-        }  # fmt: skip
+        }
         body = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
         digest = _digest(body)
-        put = reg.call("PUT", f"/v2/{repo}/manifests/{sbom_tag(image_digest)}", (201,),
-                       content=body, headers={"Content-Type": OCI_MANIFEST})  # fmt: skip
+        put = reg.call("PUT", f"/v2/{repo}/manifests/{artifact_tag(image_digest, suffix)}",
+                       (201,), content=body, headers={"Content-Type": OCI_MANIFEST})  # fmt: skip
         stored = put.headers.get("Docker-Content-Digest")
         if stored and stored != digest:
-            raise PushFailedError(f"Registry {host} stored the SBOM manifest as {stored}, "
+            raise PushFailedError(f"Registry {host} stored the {suffix} manifest as {stored}, "
                                   f"not {digest}.")  # fmt: skip
     return digest

@@ -199,7 +199,7 @@ def run_build(ctx: StageContext, o: s.BuildOptions) -> Outcome:
 
 
 def run_push(ctx: StageContext, o: s.PushOptions) -> Outcome:
-    from shipway.packaging.build import push_built
+    from shipway.packaging.build import push_built, push_model_beside
     from shipway.packaging.engines import EngineConfig, find_engine
     from shipway.packaging.images import list_images
 
@@ -210,8 +210,11 @@ def run_push(ctx: StageContext, o: s.PushOptions) -> Outcome:
     if not images:
         return Outcome(False, f"no image of {uri} was built: run the build stage first")
     info = push_built(uri, engine, images[-1], o.registry, insecure=o.insecure, client=ctx.client)
-    ctx.values["pushed"] = info.pushed_ref
-    return Outcome(True, f"pushed {info.pushed_ref}")
+    ctx.values["pushed"] = str(info.pushed_ref)
+    model = push_model_beside(uri, str(info.pushed_ref), insecure=o.insecure, client=ctx.client)
+    ctx.values["pushed_model"] = model
+    beside = f"its SBOM and the model ({model[:19]}) beside it"
+    return Outcome(True, f"pushed {info.pushed_ref}, {beside}")
 
 
 def run_deploy(ctx: StageContext, o: s.DeployOptions) -> Outcome:
