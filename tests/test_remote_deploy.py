@@ -155,7 +155,7 @@ def test_a_developer_deploys_rolls_out_stops_and_starts_through_the_server(
         if e.actor == "dana"
     ]
     for action in ("deploy.request", "rollout.start", "rollout.request.promote",
-                   "rollout.request.abort", "deploy.stop"):  # fmt: skip
+                   "rollout.request.abort", "deploy.request.stop"):  # fmt: skip
         assert action in by_dana, (action, by_dana)
 
 

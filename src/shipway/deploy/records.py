@@ -380,11 +380,11 @@ def take_request(rollout_id: str, *, client: Client) -> str | None:
 
 def request_stop(environment: str, *, client: Client) -> None:
     """Audit the stop of a running environment as whoever asks for it (its agent, stopping,
-    reports the new status as itself)."""
+    reports the stop itself as `deploy.stop`)."""
     with client.write() as tx:
         row = tx.session.get(t.Deployment, environment)
         if row is not None:
-            tx.audit("deploy.stop", f"environment:{environment}", {"status": row.status}, None)
+            tx.audit("deploy.request.stop", f"environment:{environment}", {"status": row.status})
 
 
 def mark_stopped(environment: str, *, client: Client) -> None:
