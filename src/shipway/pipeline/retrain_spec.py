@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shipway.errors import InvalidInputError
-from shipway.pipeline.spec import read_yaml, spec_file, validation_error
+from shipway.pipeline.yamlfile import read_yaml, spec_file, validation_error
 
 __all__ = ["RetrainPolicy", "RetrainSpec", "Triggers", "load_retrain_spec", "parse_retrain_spec"]
 

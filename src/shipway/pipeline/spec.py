@@ -15,10 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shipway.errors import InvalidInputError, NotFoundError
+from shipway.pipeline.yamlfile import (
+    field_error,
+    first_error,
+    message,
+    read_yaml,
+    spec_file,
+    validation_error,
+)
 
 __all__ = [
     "BUILTINS",
@@ -29,7 +36,6 @@ __all__ = [
     "parse_spec",
 ]
 
-SPEC_FILE = "shipway.yaml"
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
@@ -301,40 +307,6 @@ class PipelineSpec(_Strict):
 # -- loading, with line numbers ------------------------------------------------------------------
 
 
-def spec_file(directory: Path | None, hint: str) -> Path:
-    """`shipway.yaml` in ``directory`` (the current one by default), or NotFoundError."""
-    directory = (directory or Path.cwd()).resolve()
-    path = directory / SPEC_FILE
-    if not path.is_file():
-        raise NotFoundError(f"No {SPEC_FILE} in {directory}.", hint)
-    return path
-
-
-def read_yaml(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
-    """The document's node tree (for line numbers) and its data; malformed YAML is an
-    InvalidInputError naming the line."""
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InvalidInputError(f"{path}{where}: not valid YAML ({problem}).") from None
-
-
-def field_error(path: Path, root: yaml.Node | None, loc: Sequence[str | int], message: str,
-                hint: str | None = None) -> InvalidInputError:  # fmt: skip
-    """The error for the field ``loc``: file, line and dotted field name first."""
-    return InvalidInputError(f"{path}, line {_line(root, loc)}: {_dotted(loc)}: {message}.", hint)
-
-
-def validation_error(
-    path: Path, root: yaml.Node | None, section: str, exc: ValidationError, hint: str | None
-) -> InvalidInputError:
-    error = _first(exc)
-    return field_error(path, root, (section, *error["loc"]), _message(error), hint)
-
-
 def load_spec(directory: Path | None = None) -> PipelineSpec:
     """The pipeline of `shipway.yaml` in `directory` (the current one by default)."""
     path = spec_file(
@@ -359,7 +331,7 @@ def parse_spec(text: str, path: Path) -> PipelineSpec:
             _check_stage(stage, i)
         _check_unique(spec)
     except ValidationError as exc:
-        loc = ("pipeline", *_first(exc)["loc"])
+        loc = ("pipeline", *first_error(exc)["loc"])
         raise validation_error(path, root, "pipeline", exc, _hint(loc)) from None
     except _StageError as exc:
         loc = ("pipeline", "stages", *exc.loc)
@@ -392,8 +364,8 @@ def _check_stage(stage: Stage, index: int) -> None:
     try:
         BUILTINS[stage.kind].model_validate(stage.options)
     except ValidationError as exc:
-        error = _first(exc)
-        raise _StageError((index, "with", *error["loc"]), _message(error)) from None
+        error = first_error(exc)
+        raise _StageError((index, "with", *error["loc"]), message(error)) from None
     if stage.timeout is not None:
         from shipway.durations import parse_duration
 
@@ -411,47 +383,7 @@ def _check_unique(spec: PipelineSpec) -> None:
         seen.add(stage.name)
 
 
-def _first(exc: ValidationError) -> Any:
-    """The error to report: a misspelt field before the required one it was meant to be."""
-    return sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
-
-
-def _message(error: Any) -> str:
-    msg = str(error["msg"])
-    if error["type"] == "extra_forbidden":
-        return "unknown field (check its spelling)"
-    if error["type"] == "missing":
-        return "this field is required"
-    return msg.removeprefix("Value error, ")
-
-
-def _dotted(loc: Sequence[str | int]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _hint(loc: Sequence[str | int]) -> str | None:
     if len(loc) >= 4 and loc[1] == "stages" and loc[3] == "with":
         return "Each built-in's options are listed in docs/pipeline.md."
     return None
-
-
-def _line(root: yaml.Node | None, loc: Sequence[str | int]) -> int:
-    """The line of the field `loc` names; for a missing field, the line of its parent's key."""
-    node, line = root, 1
-    for part in loc:
-        nxt: yaml.Node | None = None
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == part:
-                    nxt, line = value, key.start_mark.line + 1
-                    break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            nxt = node.value[part] if part < len(node.value) else None
-            line = nxt.start_mark.line + 1 if nxt is not None else line
-        if nxt is None:
-            break
-        node = nxt
-    return line

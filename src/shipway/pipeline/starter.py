@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from shipway.errors import ConflictError
-from shipway.pipeline.spec import SPEC_FILE, parse_spec
+from shipway.pipeline.spec import parse_spec
+from shipway.pipeline.yamlfile import SPEC_FILE
 
 __all__ = ["STARTER", "write_starter"]
 
