@@ -207,6 +207,8 @@ def journey(df: pd.DataFrame, model: LogisticRegression, notes: Path) -> dict[st
     return {
         "run": info,
         "runs": [r.id for r in shipway.list_runs("credit")],
+        "tagged": [r.id for r in shipway.list_runs(tag="stage=trial")],
+        "untagged": shipway.list_runs(tag="stage=production"),
         "logged": (run.id, v1, v2),
         "version": shipway.get_model_version("models:/credit@champion"),
         "latest": shipway.get_model_version("models:/credit"),
@@ -270,6 +272,8 @@ def test_the_journey_gives_the_same_results_locally_and_remotely(
     assert _run_view(remote["run"]) == _run_view(local["run"])
     assert remote["run"].actor == "dana"  # the token's user, not this machine's
     assert remote["run"].id in remote["runs"]
+    assert remote["tagged"] == [remote["run"].id] and local["tagged"] == [local["run"].id]
+    assert remote["untagged"] == local["untagged"] == []
     run_id, v1, v2 = remote["logged"]
     assert (v1.version, v2.version) == (1, 2) and v1.run_id == v2.run_id == run_id
     assert _version_view(remote["version"]) == _version_view(local["version"])

@@ -474,6 +474,19 @@ def test_list_runs_filters_by_experiment(shipway_home: Path) -> None:
     assert len(shipway.list_runs(limit=2)) == 2
 
 
+def test_list_runs_filters_by_tag(shipway_home: Path) -> None:
+    ids = []
+    for stage in ("trial", "release", "trial"):
+        with shipway.start_run(experiment="credit", tags={"stage": stage}) as run:
+            pass
+        ids.append(run.id)
+    assert [r.id for r in shipway.list_runs(tag="stage=trial")] == [ids[2], ids[0]]
+    assert [r.id for r in shipway.list_runs("credit", tag="stage=release")] == [ids[1]]
+    assert shipway.list_runs(tag="stage=") == [] and shipway.list_runs(tag="owner=x") == []
+    with pytest.raises(shipway.InvalidInputError, match="Cannot read the tag filter 'stage'"):
+        shipway.list_runs(tag="stage")
+
+
 def test_list_runs_unknown_experiment_lists_existing(shipway_home: Path) -> None:
     for experiment in ("credit", "churn"):
         with shipway.start_run(experiment=experiment):

@@ -19,13 +19,14 @@ STATUS_STYLE = {"finished": "green", "failed": "red", "running": "yellow"}
 @app.command("list")
 def list_(
     experiment: str | None = typer.Option(None, "--experiment", "-e", help="Only this one."),
+    tag: str | None = typer.Option(None, "--tag", help="Only runs with this tag: KEY=VALUE."),
     limit: int = typer.Option(50, help="Show at most this many runs, newest first."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List runs, newest first."""
     from shipway import list_runs
 
-    runs = list_runs(experiment, limit=limit)
+    runs = list_runs(experiment, tag=tag, limit=limit)
     if as_json:
         print_json([r.to_dict() for r in runs])
         return

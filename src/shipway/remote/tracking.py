@@ -192,9 +192,11 @@ def get_run(run_id: str, *, client: Client) -> RunInfo:
     return records.run(api_of(client).get(f"/runs/{segment(run_id)}"))
 
 
-def list_runs(experiment: str | None, *, limit: int, client: Client) -> list[RunInfo]:
+def list_runs(
+    experiment: str | None, *, tag: str | None = None, limit: int, client: Client
+) -> list[RunInfo]:
     """The newest `limit` runs, read a page (1000) at a time."""
-    data = api_of(client).get_list("/runs", max(1, limit), _id, experiment=experiment)
+    data = api_of(client).get_list("/runs", max(1, limit), _id, experiment=experiment, tag=tag)
     return [records.run(d) for d in data]
 
 

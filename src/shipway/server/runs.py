@@ -69,17 +69,11 @@ class RunEnd(BaseModel):
 
 def list_runs(call: Call) -> list[RunInfo]:
     """Newest first, ties by id, so that pages (`offset`) neither overlap nor skip."""
-    from shipway.tracking.run import _run_info
+    from shipway.tracking.run import _run_info, runs_query
 
     q = call.query
-    query = select(t.Run).order_by(t.Run.start_time.desc(), t.Run.id.desc())
     with call.client.store.read() as session:
-        if q["experiment"] is not None:
-            exp = session.scalar(select(t.Experiment).where(t.Experiment.name == q["experiment"]))
-            if exp is None:
-                names = session.scalars(select(t.Experiment.name)).all()
-                raise NotFoundError.missing("experiment", q["experiment"], names)
-            query = query.where(t.Run.experiment_id == exp.id)
+        query = runs_query(session, q["experiment"], q["tag"])
         rows = session.scalars(query.offset(q["offset"]).limit(q["limit"]))
         return [_run_info(session, row) for row in rows]
 
@@ -381,6 +375,7 @@ ENDPOINTS = [
         "viewer",
         query=(
             Param("experiment", "Only this experiment's runs."),
+            Param("tag", "Only runs with this tag: KEY=VALUE."),
             Param("limit", "At most this many, newest first.", int, 100, 1, 1000),
             OFFSET,
         ),

@@ -31,18 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from shipway.blobs import get_blob
 from shipway.client import Client, get_client
 from shipway.errors import IntegrityError, InvalidInputError, NotFoundError, ShipwayError
 from shipway.records import DatasetInfo, RunInfo, _Record
-from shipway.store import tables as t
 from shipway.tracking.compare import RESULTS, Check, compare, likely_causes, read_lock
 from shipway.tracking.datasets import content_hash
 from shipway.tracking.run import DATASET_PATH_TAG, REPRODUCES_ENV, get_run, list_runs
 
-NEWEST = 1000
 """Through a team server, the reproduction is looked for among this many newest runs (one
 page of the server's list)."""
 
@@ -279,17 +275,8 @@ def _tail(proc: subprocess.CompletedProcess[str], lines: int) -> str:
 
 
 def _reproductions(run: RunInfo, client: Client) -> list[str]:
-    """The ids of the runs tagged `reproduces=<run id>`. The server's list has no tag filter,
-    so through it they are looked for among the newest runs (a reproduction is one of them)."""
-    if client.remote:
-        newest = list_runs(limit=NEWEST, client=client)
-        return [r.id for r in newest if r.tags.get("reproduces") == run.id]
-    with client.store.read() as session:
-        return list(
-            session.scalars(
-                select(t.Tag.run_id).where(t.Tag.key == "reproduces", t.Tag.value == run.id)
-            )
-        )
+    """The ids of the runs tagged `reproduces=<run id>` (here or through the server)."""
+    return [r.id for r in list_runs(tag=f"reproduces={run.id}", limit=10_000, client=client)]
 
 
 def _new_run(run: RunInfo, before: set[str], client: Client) -> RunInfo | None:

@@ -338,22 +338,41 @@ def get_run(run_id: str, *, client: Client | None = None) -> RunInfo:
 
 
 def list_runs(
-    experiment: str | None = None, *, limit: int = 100, client: Client | None = None
+    experiment: str | None = None,
+    *,
+    tag: str | None = None,
+    limit: int = 100,
+    client: Client | None = None,
 ) -> list[RunInfo]:
+    """The newest runs first (ties by id), of one experiment and with one tag (`KEY=VALUE`)
+    when given."""
     client = client or get_client()
     if client.remote:
         from shipway.remote import tracking as remote
 
-        return remote.list_runs(experiment, limit=limit, client=client)
+        return remote.list_runs(experiment, tag=tag, limit=limit, client=client)
     with client.store.read() as session:
-        query = select(t.Run).order_by(t.Run.start_time.desc()).limit(limit)
-        if experiment is not None:
-            exp = session.scalar(select(t.Experiment).where(t.Experiment.name == experiment))
-            if exp is None:
-                names = session.scalars(select(t.Experiment.name)).all()
-                raise NotFoundError.missing("experiment", experiment, names)
-            query = query.where(t.Run.experiment_id == exp.id)
+        query = runs_query(session, experiment, tag).limit(limit)
         return [_run_info(session, row) for row in session.scalars(query)]
+
+
+def runs_query(session: Any, experiment: str | None, tag: str | None) -> Any:
+    """The runs `list_runs` and the team server list, newest first, ties by id (so pages
+    neither overlap nor skip)."""
+    query = select(t.Run).order_by(t.Run.start_time.desc(), t.Run.id.desc())
+    if experiment is not None:
+        exp = session.scalar(select(t.Experiment).where(t.Experiment.name == experiment))
+        if exp is None:
+            names = session.scalars(select(t.Experiment.name)).all()
+            raise NotFoundError.missing("experiment", experiment, names)
+        query = query.where(t.Run.experiment_id == exp.id)
+    if tag is not None:
+        key, eq, value = tag.partition("=")
+        if not eq or not key:
+            raise InvalidInputError(f"Cannot read the tag filter '{tag}'.", "Write KEY=VALUE.")
+        tagged = select(t.Tag.run_id).where(t.Tag.key == key, t.Tag.value == value)
+        query = query.where(t.Run.id.in_(tagged))
+    return query
 
 
 def link_dataset(
