@@ -404,3 +404,19 @@ def test_the_cron_trigger_fires_once_a_time_has_passed(
     assert due(spec, client=client, now=start.replace(minute=59), since=start)[0] is None
     trigger, why = due(spec, client=client, now=start.replace(hour=3, minute=1), since=start)
     assert trigger == "schedule" and "2030-01-01 03:00" in why
+
+
+def test_a_one_shot_scheduler_run_fails_with_the_retrainings_error(
+    tmp_path: Path, shipway_home: Path
+) -> None:
+    (tmp_path / "shipway.yaml").write_text(
+        "retrain:\n  model: credit\n  command: python train.py\n  data: data/*.parquet\n"
+        "  label: default\n  triggers: {schedule: '* * * * *'}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "shipway.cli", "scheduler", "run", "--once", "--dir",
+         str(tmp_path)], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "No training data matches 'data/*.parquet'" in result.stderr
+    assert "Traceback" not in result.stderr

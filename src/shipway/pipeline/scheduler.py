@@ -17,7 +17,6 @@ back. A drift alert can also start a retraining directly: ``shipway monitor watc
 
 from __future__ import annotations
 
-import logging
 import time as _time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,6 @@ from shipway.pipeline.retrain_spec import RetrainSpec, load_retrain_spec
 
 __all__ = ["due", "last_retraining", "run_scheduler"]
 
-log = logging.getLogger("shipway.scheduler")
 
 STALE = timedelta(hours=12)
 """A retraining `running` longer than this crashed; it no longer holds the others back."""
@@ -97,7 +95,8 @@ def run_scheduler(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[RetrainResult]:
     """Check the triggers every ``poll_s`` seconds (once with ``once``) and retrain when one
-    fires; the retrainings it ran. A retraining that fails is reported and the loop goes on."""
+    fires; the retrainings it ran. A retraining that fails is reported and the loop goes on
+    (with ``once``, its error is raised: the one check failed)."""
     spec = load_retrain_spec(directory)
     _describe(spec, say)
     started = None if once else clock()
@@ -115,7 +114,8 @@ def run_scheduler(
                 done.append(result)
                 say(f"{result.decision}: {result.summary}")
             except ShipwayError as exc:
-                log.warning("retraining failed: %s", exc)
+                if once:  # one check (a CronJob, a cron line): its failure is the command's
+                    raise
                 say(f"retraining failed: {exc}")
         if once:
             return done
