@@ -470,3 +470,25 @@ def test_sigterm_drains_in_flight_requests_and_flushes_the_log(slow: Slow) -> No
     for r in responses:
         (pid,), (value,) = r.json()["ids"], r.json()["predictions"]
         assert math.isclose(by_id[pid], value)
+
+
+def test_workers_auto_is_one_per_usable_cpu_and_nonsense_is_refused() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from shipway.errors import InvalidInputError
+    from shipway.serving.server import worker_count
+
+    assert worker_count("auto") == len(os.sched_getaffinity(0)) >= 1
+    assert worker_count("3") == 3
+    for bad in ("0", "-2", "many"):
+        with pytest.raises(InvalidInputError, match="positive number or auto"):
+            worker_count(bad)
+    refused = subprocess.run(
+        [sys.executable, "-m", "shipway.cli", "serve", "models:/credit/1", "--workers", "many"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "--workers must be a positive number or auto" in (
+        refused.stderr
+    )

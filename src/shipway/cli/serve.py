@@ -13,7 +13,9 @@ def serve(
     uris: list[str] = typer.Argument(..., help="Models to serve: models:/NAME@ALIAS or /VERSION."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for all)."),
     port: int = typer.Option(8080, help="Port to listen on."),
-    workers: int = typer.Option(1, min=1, help="Worker processes."),
+    workers: str = typer.Option(
+        "1", help="Worker processes: a number, or auto (one per CPU this process may use)."
+    ),
     max_batch_size: int = typer.Option(64, min=1, help="Rows per predict call at most."),
     max_latency_ms: float = typer.Option(5.0, min=0, help="Longest a batch is held open."),
     max_queue_rows: int = typer.Option(4096, min=1, help="Queued rows per model before 503."),
@@ -26,7 +28,7 @@ def serve(
     drain_seconds: float = typer.Option(30.0, help="On SIGTERM, wait this long for requests."),
 ) -> None:
     """Serve models over REST and the Open Inference Protocol (v2), with /docs and /metrics."""
-    from shipway.serving.server import check_uris
+    from shipway.serving.server import check_uris, worker_count
     from shipway.serving.server import serve as run
     from shipway.serving.settings import ServerSettings, read_api_keys
 
@@ -43,10 +45,11 @@ def serve(
     )
     if api_key_file is not None:
         read_api_keys(api_key_file)  # a missing or empty key file fails here, not in a worker
+    count = worker_count(workers)  # a bad flag fails before anything is looked up
     check_uris(uris)
     auth = "API key required" if api_key_file else "no auth"
     console.print(
-        f"Serving {', '.join(uris)} on http://{host}:{port} ({workers} worker(s), {auth}); "
+        f"Serving {', '.join(uris)} on http://{host}:{port} ({count} worker(s), {auth}); "
         f"docs at /docs, metrics at /metrics."
     )
-    run(uris, settings, host=host, port=port, workers=workers, drain_seconds=drain_seconds)
+    run(uris, settings, host=host, port=port, workers=count, drain_seconds=drain_seconds)

@@ -46,6 +46,22 @@ def check_uris(uris: Sequence[str]) -> None:
             get_model_version(uri)
 
 
+def worker_count(text: str) -> int:
+    """`--workers`: a positive number, or `auto`: one per CPU this process may run on (its
+    affinity, so a container's CPU set counts, not the host's)."""
+    from shipway.errors import InvalidInputError
+
+    if text.strip().lower() == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise InvalidInputError(f"--workers must be a positive number or auto, not '{text}'.")
+    return count
+
+
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
