@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from shipway.client import Client
 from shipway.deploy import records
+from shipway.deploy.kubernetes.apply import check_record
 from shipway.deploy.rollout import RolloutState
 from shipway.errors import ConflictError, NotFoundError
 from shipway.governance.approvals import check_approved
@@ -37,26 +38,7 @@ def admit_record(environment: str, model: str, version: int, event: str, client:
     unless the store allows it: an approval where the policy needs one (not asked again of a
     rollback to a version that ran there, nor of the promotion of an approved canary), no
     deployment of another model or on the server's machine, no rollout in progress."""
-    current = records.find_deployment(environment, client=client)
-    if current is not None:
-        if current.runtime != "kubernetes" and current.status != "stopped":
-            raise ConflictError(
-                f"{environment} runs on the server's machine ({current.runtime}, "
-                f"{current.status}), not on a cluster.",
-                f"Use another --env, or stop it first: `shipway deployments down --env "
-                f"{environment}`.",
-            )
-        if current.runtime == "kubernetes" and current.model != model:
-            raise ConflictError(
-                f"{environment} serves model '{current.model}', not '{model}'.",
-                "Deploy it to another --env.",
-            )
-    running = records.active_rollout(environment, client=client)
-    if running is not None:
-        raise ConflictError(
-            f"Rollout {running.id} is {running.status} in {environment}.",
-            "Let it finish, or stop its `shipway k8s rollout start` (Ctrl-C aborts it).",
-        )
+    check_record(environment, model, client, machine="the server's machine, not on a cluster")
     if event == "k8s.rollback" and _ran_there(environment, model, version, client):
         return
     if event == "k8s.promote":

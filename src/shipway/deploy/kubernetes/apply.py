@@ -130,20 +130,25 @@ def _default_cluster(context: str | None, namespace: str) -> ClusterClient:
     return KubeCluster(context, namespace)
 
 
-def _check_record(environment: str, model: str, client: Client) -> None:
+def check_record(
+    environment: str, model: str, client: Client, *, machine: str = "this machine"
+) -> None:
+    """Refuse to record ``model`` on a cluster as ``environment``: while it runs processes or
+    containers on ``machine``, while it serves another model, or while a rollout runs there.
+    The team server checks the same before it writes what a client applied (`admission`)."""
     current = records.find_deployment(environment, client=client)
-    if current is None:
-        return
-    if current.runtime != "kubernetes" and current.status != "stopped":
-        raise ConflictError(
-            f"{environment} runs on this machine ({current.runtime}, {current.status}).",
-            f"Use another --env, or stop it first: `shipway deployments down --env {environment}`.",
-        )
-    if current.runtime == "kubernetes" and current.model != model:
-        raise ConflictError(
-            f"{environment} serves model '{current.model}', not '{model}'.",
-            "Deploy it to another --env.",
-        )
+    if current is not None:
+        if current.runtime != "kubernetes" and current.status != "stopped":
+            raise ConflictError(
+                f"{environment} runs on {machine} ({current.runtime}, {current.status}).",
+                f"Use another --env, or stop it first: "
+                f"`shipway deployments down --env {environment}`.",
+            )
+        if current.runtime == "kubernetes" and current.model != model:
+            raise ConflictError(
+                f"{environment} serves model '{current.model}', not '{model}'.",
+                "Deploy it to another --env.",
+            )
     running = records.active_rollout(environment, client=client)
     if running is not None:
         raise ConflictError(
@@ -179,7 +184,7 @@ def apply(
     release = resolve_release(o.uri, "inference", o.image, client=client)
     app = app_name(o, release.model)
     check_approved(environment, release.model, release.version, client=client)
-    _check_record(environment, release.model, client)
+    check_record(environment, release.model, client)
     objects = environment_objects(
         o, environment, app, release, namespace=namespace, create_namespace=create_namespace
     )

@@ -118,11 +118,10 @@ def start(
         )
         if (obj["kind"], obj["metadata"]["name"]) in wanted
     ]
-    promoted = _promoted_stable(o, environment, app, canary, ns)
     cluster = cluster_factory(context or dep.host, ns)
     traffic = KubernetesTraffic(
-        cluster, app, promoted_stable=promoted, timeout_s=timeout_s, poll_s=poll_s,
-        on_status=on_status,
+        cluster, app, promoted_stable=_promoted_stable(o, environment, app, canary, ns),
+        timeout_s=timeout_s, poll_s=poll_s, on_status=on_status,
     )  # fmt: skip
     try:
         cluster.apply(objects)
@@ -138,12 +137,10 @@ def start(
     except BaseException:
         cluster.close()
         raise
-    metrics = source(ns, app)
-    controller = Controller(state, metrics, traffic)
-    closers = [cluster.close] + ([close] if (close := getattr(metrics, "close", None)) else [])
-    after = controller.begin(time.time())
+    run = _canary_run(state, traffic, source(ns, app), environment, stable, canary, client)
+    after = run.controller.begin(time.time())
     records.save_rollout(after, client=client, previous=state)
-    return CanaryRun(controller, traffic, environment, stable, canary, client, closers)
+    return run
 
 
 def attach(
@@ -181,17 +178,30 @@ def attach(
             )
         image = found["spec"]["template"]["spec"]["containers"][0]["image"]
         canary = Release(dep.model, state.canary_version, image)
-        promoted = _promoted_stable(o, environment, app, canary, ns)
         traffic = KubernetesTraffic(
-            cluster, app, promoted_stable=promoted, timeout_s=timeout_s, poll_s=poll_s,
-            on_status=on_status,
+            cluster, app, promoted_stable=_promoted_stable(o, environment, app, canary, ns),
+            timeout_s=timeout_s, poll_s=poll_s, on_status=on_status,
         )  # fmt: skip
     except BaseException:
         cluster.close()
         raise
-    metrics = source(ns, app)
-    closers = [cluster.close] + ([close] if (close := getattr(metrics, "close", None)) else [])
     stable = Release(dep.model, dep.version, str(dep.image))
+    return _canary_run(state, traffic, source(ns, app), environment, stable, canary, client)
+
+
+def _canary_run(
+    state: RolloutState,
+    traffic: KubernetesTraffic,
+    metrics: MetricsSource,
+    environment: str,
+    stable: Release,
+    canary: Release,
+    client: Client,
+) -> CanaryRun:
+    """The run of `state`: its controller over `traffic` and `metrics`, and what closes them."""
+    closers = [traffic.cluster.close]
+    if (close := getattr(metrics, "close", None)) is not None:
+        closers.append(close)
     return CanaryRun(Controller(state, metrics, traffic), traffic, environment, stable, canary,
                      client, closers)  # fmt: skip
 
