@@ -7,6 +7,7 @@ A process killed half-way leaves orphan blobs at worst, never a visible half-ver
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import func, select
@@ -96,6 +97,21 @@ def _default_card(session: Session, run_id: str | None, description: str | None)
     return card
 
 
+def run_model_name(run_id: str, models: Mapping[str, str]) -> str:
+    """Which of the models a run logged (name -> manifest digest) registering the run means:
+    its only one, or the one called `model`; anything else is ambiguous or missing."""
+    if not models:
+        raise InvalidInputError(
+            f"Run {run_id} has logged no model.", "Call run.log_model(model) first."
+        )
+    if len(models) > 1 and "model" not in models:
+        raise InvalidInputError(
+            f"Run {run_id} logged several models ({', '.join(sorted(models))}).",
+            "Register one of them by URI: runs:/RUN_ID/NAME.",
+        )
+    return "model" if "model" in models else next(iter(models))
+
+
 def _source_model(
     source: Run | LoggedModel | str | object, client: Client, input_example: Any
 ) -> LoggedModel:
@@ -103,16 +119,7 @@ def _source_model(
         return source
     if isinstance(source, Run):
         models = source.info().models
-        if not models:
-            raise InvalidInputError(
-                f"Run {source.id} has logged no model.", "Call run.log_model(model) first."
-            )
-        if len(models) > 1 and "model" not in models:
-            raise InvalidInputError(
-                f"Run {source.id} logged several models ({', '.join(sorted(models))}).",
-                "Register one of them by URI: runs:/RUN_ID/NAME.",
-            )
-        name = "model" if "model" in models else next(iter(models))
+        name = run_model_name(source.id, models)
         return _logged(client, source.id, name, models[name])
     if isinstance(source, str):
         if not source.startswith("runs:/"):

@@ -39,20 +39,10 @@ def _source(source: object, client: Client, input_example: Any) -> dict[str, str
     """What a registration names: a run and the name of a model logged with it, or the
     manifest of a model with no run (a model object is saved here and uploaded first)."""
     if isinstance(source, Run):
+        from shipway.registry.registry import run_model_name
+
         models = get_run(source.id, client=client).models
-        if not models:
-            raise InvalidInputError(
-                f"Run {source.id} has logged no model.", "Call run.log_model(model) first."
-            )
-        if len(models) > 1 and "model" not in models:
-            raise InvalidInputError(
-                f"Run {source.id} logged several models ({', '.join(sorted(models))}).",
-                "Register one of them by URI: runs:/RUN_ID/NAME.",
-            )
-        return {
-            "run_id": source.id,
-            "artifact": "model" if "model" in models else next(iter(models)),
-        }
+        return {"run_id": source.id, "artifact": run_model_name(source.id, models)}
     if isinstance(source, LoggedModel):
         if source.run_id is None:  # saved with no run: its blobs must be on the server
             return {"manifest_digest": source.manifest_digest}
