@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 
 from shipway.client import Client
 from shipway.errors import UnauthorizedError
 from shipway.server.endpoints import API
 from shipway.server.ui import PUBLIC_PATHS as UI_PUBLIC
+from shipway.serving.auth import send_unauthorized
 
 PUBLIC = frozenset(
     {
@@ -78,16 +78,4 @@ class BearerAuth:
 
 
 async def _refuse(send: Any, message: str, hint: str | None = HINT) -> None:
-    body = orjson.dumps({"error": message, "hint": hint})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"www-authenticate", b'Bearer realm="shipway"'),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_unauthorized(send, {"error": message, "hint": hint})

@@ -41,18 +41,23 @@ class ApiKeyMiddleware:
         if presented and self._valid(presented):
             await self.app(scope, receive, send)
             return
-        body = orjson.dumps(
-            {"error": "A valid API key is required: send 'Authorization: Bearer KEY'."}
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Bearer realm="shipway"'),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        error = "A valid API key is required: send 'Authorization: Bearer KEY'."
+        await send_unauthorized(send, {"error": error})
+
+
+async def send_unauthorized(send: Any, error: dict[str, Any]) -> None:
+    """A 401 with a JSON body and the Bearer challenge, straight on the ASGI channel (the
+    model server's and the team server's auth middleware both answer so)."""
+    body = orjson.dumps(error)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"www-authenticate", b'Bearer realm="shipway"'),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
