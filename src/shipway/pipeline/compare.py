@@ -65,21 +65,22 @@ def compare(uri: str, spec: RetrainSpec, client: Client) -> Comparison:
         options["fairness"] = {"sensitive": policy.sensitive}
     from shipway.pipeline.spec import ValidateOptions
 
-    checks, mine = validate(uri, ValidateOptions.model_validate(options), spec.directory, client)
+    candidate = get_model_version(uri, client=client)
+    data = held_out(candidate, spec.dataset, Path(spec.directory), client)
+    checks, mine = validate(uri, ValidateOptions.model_validate(options), spec.directory, client,
+                            data=data)  # fmt: skip
     quality = [c for c in checks if c.name == "schema"]
     notes = [c.detail.removeprefix("held-out data: ") for c in checks if c.name == "data"]
     described = notes[0] if notes else spec.dataset
     if mine is None:
         return Comparison(None, None, quality, described)
-    candidate = get_model_version(uri, client=client)
     try:
         champion = get_model_version(f"models:/{candidate.name}@{spec.champion}", client=client)
     except NotFoundError:
         note = Check(policy.metric, True, None, None, f"no {spec.champion} yet: nothing to beat")
         return Comparison(mine, None, [*quality, note], described)
-    frame, _ = held_out(candidate, spec.dataset, Path(spec.directory), client)
     theirs = evaluate(
-        champion.uri, frame, label=spec.label, sensitive=policy.sensitive, client=client
+        champion.uri, data[0], label=spec.label, sensitive=policy.sensitive, client=client
     )
     found = [*quality, _metric(spec, mine, theirs, champion.version)]
     if policy.sensitive:

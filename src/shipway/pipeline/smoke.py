@@ -16,7 +16,7 @@ from shipway.deploy.records import get_deployment
 from shipway.errors import ConflictError
 from shipway.pipeline.evaluate import held_out
 from shipway.pipeline.spec import SmokeOptions
-from shipway.registry.registry import get_model_version, load_model
+from shipway.registry.registry import get_model_version
 
 __all__ = ["smoke"]
 
@@ -29,8 +29,7 @@ def smoke(o: SmokeOptions, client: Client, say: Callable[[str], None]) -> list[d
             "Deploy it first (a deploy stage before smoke).",
         )
     version = get_model_version(f"models:/{dep.model}/{dep.live_version}", client=client)
-    signature = load_model(version.uri, client=client).signature
-    inputs = [c.name for c in signature.inputs] if signature else []
+    inputs = [c["name"] for c in (version.signature or {}).get("inputs", [])]
     frame, _ = held_out(version, "evaluation", Path.cwd(), client)
     rows = frame[inputs].head(o.requests)
     records = [

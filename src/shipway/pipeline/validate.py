@@ -20,7 +20,9 @@ from shipway.client import Client
 from shipway.errors import InvalidInputError, NotFoundError
 from shipway.pipeline.evaluate import Evaluation, evaluate, held_out
 from shipway.pipeline.spec import Threshold, ValidateOptions
+from shipway.records import ModelVersionInfo
 from shipway.registry.registry import get_model_version
+from shipway.types import Signature
 
 __all__ = ["LOWER_IS_BETTER", "Check", "validate"]
 
@@ -40,14 +42,20 @@ class Check:
 
 
 def validate(
-    uri: str, options: ValidateOptions, directory: Path, client: Client
+    uri: str,
+    options: ValidateOptions,
+    directory: Path,
+    client: Client,
+    *,
+    data: tuple[pd.DataFrame, str] | None = None,
 ) -> tuple[list[Check], Evaluation | None]:
-    """All checks of ``options`` for the version ``uri`` names, and its evaluation."""
+    """All checks of ``options`` for the version ``uri`` names, and its evaluation. ``data``
+    (a frame and its description) is the held-out data when the caller has read it already."""
     version = get_model_version(uri, client=client)
-    frame, described = held_out(version, options.dataset, directory, client)
+    frame, described = data or held_out(version, options.dataset, directory, client)
     checks: list[Check] = []
     if options.schema_check:
-        checks.append(_schema(version.uri, frame, client))
+        checks.append(_schema(version, frame))
         if not checks[-1].passed:
             return checks, None  # predictions on rows the server would refuse mean nothing
     sensitive = options.fairness.sensitive if options.fairness else None
@@ -64,11 +72,11 @@ def _note(text: str) -> Check:
     return Check("data", True, None, None, text)
 
 
-def _schema(uri: str, frame: pd.DataFrame, client: Client) -> Check:
-    from shipway.registry.registry import load_model
+def _schema(version: ModelVersionInfo, frame: pd.DataFrame) -> Check:
     from shipway.serving.validation import Validator
 
-    signature = load_model(uri, client=client).signature
+    uri = version.uri
+    signature = Signature.from_dict(version.signature) if version.signature else None
     if signature is None:
         return Check("schema", False, None, "a signature", f"{uri} has no signature to check.")
     missing = [c.name for c in signature.inputs if c.name not in frame.columns]
