@@ -28,7 +28,6 @@ import hashlib
 import json
 import re
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,14 +35,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import uvicorn
 import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from servers import free_port
+from servers import uvicorn_thread
 
 Obj = dict[str, Any]
 TOKEN = "test-token"
@@ -392,19 +390,6 @@ class FakePrometheus:
 @contextlib.contextmanager
 def serve(app: Any) -> Iterator[str]:
     """`app` under uvicorn on a loopback port, in a thread; its base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off", access_log=False)  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the fake server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with uvicorn_thread(app, what="fake server", log_level="warning", lifespan="off",
+                        access_log=False) as url:  # fmt: skip
+        yield url

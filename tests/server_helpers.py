@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 import shipway
+from servers import uvicorn_thread
 from serving_helpers import free_port
 from shipway.governance.identity import create_admin, create_token, create_user
 from shipway.server import create_app
@@ -61,29 +60,9 @@ def make_users(client: shipway.Client) -> dict[str, str]:
 def live_api(app: Any) -> Iterator[str]:
     """`app` under a real uvicorn on loopback, in a thread. Its loggers propagate (no
     dictConfig), with access logs on, so caplog sees everything the server logs."""
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        log_level="debug",
-        access_log=True,
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with uvicorn_thread(app, log_config=None, log_level="debug", access_log=True,
+                        lifespan="off") as url:  # fmt: skip
+        yield url
 
 
 @contextlib.contextmanager

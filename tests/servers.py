@@ -5,12 +5,14 @@ Plain helpers with no pytest dependency; the fixtures in ``conftest.py`` wrap th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,31 @@ PG_BINARIES_MISSING = (
 S3_REGION = "us-east-1"
 S3_ACCESS_KEY = "testing"
 S3_SECRET_KEY = "testing"
+
+
+@contextlib.contextmanager
+def uvicorn_thread(app: Any, *, what: str = "test server", **config: Any) -> Iterator[str]:
+    """`app` under a real uvicorn on a free loopback port, in a daemon thread; its base URL
+    once uvicorn has started. `config` goes to `uvicorn.Config` (log level, lifespan, ...)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the {what} did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def free_port() -> int:

@@ -6,10 +6,8 @@ import contextlib
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,13 +16,13 @@ from typing import Any
 
 import httpx
 import pandas as pd
-import uvicorn
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import shipway
+from servers import free_port, uvicorn_thread
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "credit"
 NUMERIC = ["age", "income", "debt_ratio", "credit_lines", "months_employed"]
@@ -71,35 +69,16 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def live_server(app: Any, *, wait_ready: bool = True) -> Iterator[str]:
     """Run `app` under a real uvicorn server in a thread; yields its base URL once ready."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    while wait_ready and httpx.get(f"{url}/v2/health/ready").status_code != 200:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the test server did not become ready")
-        time.sleep(0.02)
-    try:
+    with uvicorn_thread(app, log_level="warning", lifespan="on") as url:
+        deadline = time.monotonic() + 60
+        while wait_ready and httpx.get(f"{url}/v2/health/ready").status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test server did not become ready")
+            time.sleep(0.02)
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 # =============================================================================
