@@ -66,6 +66,24 @@ def live_api(app: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def module_store(home: Path) -> Iterator[shipway.Client]:
+    """A fresh store in `home` for a whole test module: `SHIPWAY_HOME` is `home`, and no other
+    database, artefact store or team server is configured, while it lasts."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHIPWAY_HOME", str(home))
+        for var in ("SHIPWAY_DATABASE_URL", "SHIPWAY_ARTIFACT_URL", "SHIPWAY_TRACKING_URI",
+                    "SHIPWAY_TOKEN"):  # fmt: skip
+            mp.delenv(var, raising=False)
+        client = shipway.Client()
+        try:
+            yield client
+        finally:
+            client.store.close()
+
+
+@contextlib.contextmanager
 def team_server(client: shipway.Client) -> Iterator[Team]:
     tokens = make_users(client)
     with live_api(create_app(client)) as url:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import shipway
-from server_helpers import Team, team_server
+from server_helpers import Team, module_store, team_server
 from serving_helpers import free_port
 from shipway.errors import ForbiddenError
 from shipway.pipeline.records import get_pipeline_run, list_pipeline_runs
@@ -98,16 +98,8 @@ def make_project(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     home = tmp_path_factory.mktemp("pipeline-server-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHIPWAY_HOME", str(home))
-        for var in ("SHIPWAY_DATABASE_URL", "SHIPWAY_ARTIFACT_URL", "SHIPWAY_TRACKING_URI"):
-            mp.delenv(var, raising=False)
-        client = shipway.Client()
-        try:
-            with team_server(client) as team:
-                yield team
-        finally:
-            client.store.close()
+    with module_store(home) as client, team_server(client) as team:
+        yield team
 
 
 @pytest.fixture

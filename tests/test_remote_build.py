@@ -23,7 +23,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import shipway
-from server_helpers import Team, team_server
+from server_helpers import Team, module_store, team_server
 from serving_helpers import run_cli, train_credit
 from shipway.artifacts import sha256_file
 from shipway.blobs import get_blob, put_blob
@@ -52,17 +52,8 @@ BASE = "example.org/python:3.11"
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     home = tmp_path_factory.mktemp("remote-build-home")
     (home / "cache").mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHIPWAY_HOME", str(home))
-        mp.delenv("SHIPWAY_DATABASE_URL", raising=False)
-        mp.delenv("SHIPWAY_ARTIFACT_URL", raising=False)
-        mp.delenv("SHIPWAY_TRACKING_URI", raising=False)
-        client = shipway.Client()
-        try:
-            with team_server(client) as team:
-                yield team
-        finally:
-            client.store.close()
+    with module_store(home) as client, team_server(client) as team:
+        yield team
 
 
 def _client_home(team: Team, tmp_path: Path) -> Path:

@@ -20,7 +20,7 @@ import pytest
 
 import shipway
 from deploy_helpers import Load, bring_down, register_doubler
-from server_helpers import Team, team_server
+from server_helpers import Team, module_store, team_server
 from serving_helpers import free_port, run_cli
 from shipway.deploy import control, records
 from shipway.deploy.analysis import Checks
@@ -41,21 +41,11 @@ MODEL = "rd"
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     """The server, with three versions of a doubler registered (the third triples)."""
     home = tmp_path_factory.mktemp("remote-deploy-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHIPWAY_HOME", str(home))
-        mp.delenv("SHIPWAY_DATABASE_URL", raising=False)
-        mp.delenv("SHIPWAY_ARTIFACT_URL", raising=False)
-        mp.delenv("SHIPWAY_TRACKING_URI", raising=False)
-        mp.delenv("SHIPWAY_TOKEN", raising=False)
-        client = shipway.Client()
-        try:
-            with team_server(client) as team:
-                register_doubler(MODEL)
-                register_doubler(MODEL)
-                register_doubler(MODEL, factor=3)
-                yield team
-        finally:
-            client.store.close()
+    with module_store(home) as client, team_server(client) as team:
+        register_doubler(MODEL)
+        register_doubler(MODEL)
+        register_doubler(MODEL, factor=3)
+        yield team
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import shipway
-from server_helpers import Team, team_server
+from server_helpers import Team, module_store, team_server
 from serving_helpers import run_cli
 from shipway.deploy import records as deploy
 from shipway.deploy.rollout import new_rollout
@@ -34,19 +34,10 @@ __all__ = ["_close_connections"]  # the autouse fixture closing each test's conn
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     home = tmp_path_factory.mktemp("remote-governance-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHIPWAY_HOME", str(home))
-        mp.delenv("SHIPWAY_DATABASE_URL", raising=False)
-        mp.delenv("SHIPWAY_ARTIFACT_URL", raising=False)
-        mp.delenv("SHIPWAY_TRACKING_URI", raising=False)
-        client = shipway.Client()
-        try:
-            with team_server(client) as team:
-                team.add_user("abe", "approver")  # a second approver, for four eyes
-                _seed(team.client.as_user("dana"))
-                yield team
-        finally:
-            client.store.close()
+    with module_store(home) as client, team_server(client) as team:
+        team.add_user("abe", "approver")  # a second approver, for four eyes
+        _seed(team.client.as_user("dana"))
+        yield team
 
 
 def _seed(dana: shipway.Client) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import shipway
-from server_helpers import Team, team_server
+from server_helpers import Team, module_store, team_server
 from serving_helpers import FEATURES, credit_frame, live_server, run_cli, train_credit
 from shipway.errors import ForbiddenError, InvalidInputError, NotFoundError
 from shipway.monitoring.history import get_result, list_results
@@ -46,22 +46,14 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("remote-monitoring-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHIPWAY_HOME", str(home))
-        mp.delenv("SHIPWAY_DATABASE_URL", raising=False)
-        mp.delenv("SHIPWAY_ARTIFACT_URL", raising=False)
-        mp.delenv("SHIPWAY_TRACKING_URI", raising=False)
-        client = shipway.Client()
-        try:
-            version, _, _ = train_credit()
-            frame = credit_frame(400, seed=11)
-            drifted = frame.assign(income=frame["income"] * 3)
-            with live_server(create_app([version.uri])) as url:
-                _send(url, drifted[FEATURES], frame["default"].iloc[:300])
-            with team_server(client) as team:
-                yield Served(team, version.uri)
-        finally:
-            client.store.close()
+    with module_store(home) as client:
+        version, _, _ = train_credit()
+        frame = credit_frame(400, seed=11)
+        drifted = frame.assign(income=frame["income"] * 3)
+        with live_server(create_app([version.uri])) as url:
+            _send(url, drifted[FEATURES], frame["default"].iloc[:300])
+        with team_server(client) as team:
+            yield Served(team, version.uri)
 
 
 def _developer(served: Served) -> shipway.Client:

@@ -19,7 +19,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import shipway
-from server_helpers import Team, raw_request, team_server
+from server_helpers import Team, module_store, raw_request, team_server
 from shipway.deploy.records import request_deployment, start_rollout
 from shipway.deploy.rollout import new_rollout
 from shipway.governance.approvals import list_approvals, request_approval
@@ -55,17 +55,9 @@ HOSTILE = '<img src=x onerror="document.title=1">'
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     """One seeded store behind a live server for the whole module (seeding takes seconds)."""
     home = tmp_path_factory.mktemp("ui-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHIPWAY_HOME", str(home))
-        mp.delenv("SHIPWAY_DATABASE_URL", raising=False)
-        mp.delenv("SHIPWAY_ARTIFACT_URL", raising=False)
-        client = shipway.Client()
-        try:
-            with team_server(client) as team:
-                _seed(team)
-                yield team
-        finally:
-            client.store.close()
+    with module_store(home) as client, team_server(client) as team:
+        _seed(team)
+        yield team
 
 
 def _seed(team: Team) -> None:
