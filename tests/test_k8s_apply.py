@@ -297,3 +297,17 @@ def test_apply_needs_a_version_or_a_rendered_directory(
     out = CliRunner().invoke(create_app(), ["k8s", "apply", "--from", str(tmp_path),
                                             "--env", "staging"])  # fmt: skip
     assert "has no shipway-render.json" in str(out.exception)
+
+
+def test_an_unknown_environment_is_a_clear_error_before_any_api_call(
+    credit: list[shipway.ModelVersionInfo], fake: FakeKubernetes
+) -> None:
+    from shipway.errors import NotFoundError
+
+    _apply("models:/credit/1")
+    calls = len(fake.calls)
+    for action in (lambda: live_status("qa"), lambda: rollback("qa", poll_s=0.05)):
+        with pytest.raises(NotFoundError, match="Environment 'qa' not found") as err:
+            action()
+        assert "staging" in str(err.value)  # the environments that do exist are named
+    assert len(fake.calls) == calls
