@@ -22,7 +22,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import shipway
-from servers import free_port, uvicorn_thread
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "credit"
 NUMERIC = ["age", "income", "debt_ratio", "credit_lines", "months_employed"]
@@ -69,9 +68,21 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+# This module's source is stored with the python-function models it defines and rebuilt in
+# model-server processes that cannot import the other test helpers: import them lazily.
+
+
+def free_port() -> int:
+    from servers import free_port as free
+
+    return free()
+
+
 @contextlib.contextmanager
 def live_server(app: Any, *, wait_ready: bool = True) -> Iterator[str]:
     """Run `app` under a real uvicorn server in a thread; yields its base URL once ready."""
+    from servers import uvicorn_thread
+
     with uvicorn_thread(app, log_level="warning", lifespan="on") as url:
         deadline = time.monotonic() + 60
         while wait_ready and httpx.get(f"{url}/v2/health/ready").status_code != 200:
