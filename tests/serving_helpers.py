@@ -181,12 +181,21 @@ def shipway_env(home: Path) -> Iterator[Path]:
 
 class SlowModel(shipway.PythonModel):
     """Doubles column `x`. Sleeps `load_delay` s in `load_context` and `predict_delay` s per
-    predict call, except on all-zero input: that is the server's warm-up row, kept fast.
+    predict call, except on all-zero input: that is the server's warm-up row, kept fast. With
+    `first_loader_file`, the process that creates that file first loads at once (the others
+    sleep): workers that finish loading far apart.
 
     Lives here (a real module file) so the python-function flavour can save and reload it.
     """
 
     def load_context(self, artifacts: dict[str, Path]) -> None:
+        first = self.params.get("first_loader_file")
+        if first is not None:
+            try:
+                os.close(os.open(first, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                return
+            except FileExistsError:
+                pass
         time.sleep(float(self.params.get("load_delay", 0)))
 
     def predict(self, data: Any) -> Any:
@@ -197,9 +206,16 @@ class SlowModel(shipway.PythonModel):
 
 
 def register_slow(
-    name: str, *, predict_delay: float = 0.0, load_delay: float = 0.0
+    name: str,
+    *,
+    predict_delay: float = 0.0,
+    load_delay: float = 0.0,
+    first_loader_file: str | None = None,
 ) -> shipway.ModelVersionInfo:
-    model = SlowModel(predict_delay=predict_delay, load_delay=load_delay)
+    params: dict[str, Any] = {"predict_delay": predict_delay, "load_delay": load_delay}
+    if first_loader_file is not None:
+        params["first_loader_file"] = first_loader_file
+    model = SlowModel(**params)
     return shipway.register_model(model, name, input_example=pd.DataFrame({"x": [1.0, 2.5]}))
 
 

@@ -95,9 +95,17 @@ class ModelServer:
         )
 
     async def start(self) -> None:
-        """Begin loading in the background: the port opens at once, liveness answers, and
-        readiness turns 200 once every model is loaded and warmed up."""
+        """Load the models. By default in the background: the port opens at once, liveness
+        answers, and readiness turns 200 once every model is loaded and warmed up.
+
+        With `load_before_accept` (several workers sharing one port) the lifespan waits for
+        the load, so uvicorn opens the worker's side of the port only once it is ready. A
+        worker still loading would otherwise take connections from the kernel as fast as its
+        ready siblings and answer each with 503 (quickly, so it took most of them).
+        """
         self._loading = asyncio.create_task(self._load_all(), name="shipway-load")
+        if self.settings.load_before_accept:
+            await self._loading
 
     async def _load_all(self) -> None:
         try:

@@ -88,6 +88,8 @@ def serve(
             fh.write("\n".join(api_keys(settings)) + "\n")
         cleanup.append(key_file)
         settings = settings.model_copy(update={"api_keys": [], "api_key_file": Path(key_file)})
+    if workers > 1:
+        settings = settings.model_copy(update={"load_before_accept": True})
     spec = {"uris": list(uris), "settings": settings.model_dump(mode="json")}
     os.environ[SPEC_ENV] = json.dumps(spec)
     if workers > 1:

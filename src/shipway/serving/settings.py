@@ -21,6 +21,11 @@ class ServerSettings(BaseModel):
     api_key_file: Path | None = Field(None, description="More keys, one per line.")
     prediction_log: bool = True
     prediction_log_sample: float = Field(1.0, ge=0, le=1)
+    load_before_accept: bool = Field(
+        False,
+        description="Load the models before taking connections (set with several workers, so "
+        "a worker still loading never takes a request a ready one could serve).",
+    )
 
 
 def api_keys(settings: ServerSettings) -> list[str]:
