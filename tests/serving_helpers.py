@@ -104,7 +104,7 @@ class ToyModel(shipway.PythonModel):
     """Predicts `2 * x + n (+ 0.5 if flag)`; columns int64, float64, bool, string, category and
     a nullable float. `delay` seconds of sleep per predict call; `slow_on`: a value of `x` that
     makes the call sleep `slow_delay` seconds more; `fail_on`: a value of `x` that makes predict
-    raise (a model bug, not bad input)."""
+    raise (a model bug, not bad input); `exit_on`: one that ends the process it runs in."""
 
     def predict(self, data: Any) -> Any:
         delay = self.params.get("delay", 0)
@@ -116,6 +116,9 @@ class ToyModel(shipway.PythonModel):
         fail_on = self.params.get("fail_on")
         if fail_on is not None and bool((data["x"] == fail_on).any()):
             raise RuntimeError(f"ToyModel cannot handle x={fail_on}")
+        exit_on = self.params.get("exit_on")
+        if exit_on is not None and bool((data["x"] == exit_on).any()):
+            os._exit(3)  # a crash of the process the model runs in (a segfault, say)
         return toy_expected(data)
 
 

@@ -482,7 +482,7 @@ def test_a_worker_still_loading_takes_no_requests_from_a_ready_one(tmp_path: Pat
         started = time.monotonic()
         statuses = []
         # New connections, so the kernel offers each to whichever worker is accepting.
-        for i in range(40):
+        for _ in range(40):
             with httpx.Client(timeout=10) as fresh:
                 statuses.append(fresh.post(f"{server.url}/predict", json=[{"x": 0.0}]).status_code)
         assert time.monotonic() - started < 5, "the requests outlasted the slow worker's load"

@@ -11,7 +11,8 @@ writes into WORKDIR:
 - model.pkl: the very fitted scikit-learn pipeline Shipway serves, pickled for MLflow and BentoML;
 - examples.json: feature columns, 50 training rows (MLflow's input example) and the one applicant
   every server is asked about, plus the answer the pipeline itself gives for it;
-- prepared.json: the model URI Shipway serves.
+- prepared.json: the model URI Shipway serves, and that of a constant-answer model with the same
+  signature (peers/constant_model.py), which shows what the server itself costs.
 """
 
 from __future__ import annotations
@@ -79,7 +80,15 @@ def main(workdir: Path) -> int:
             indent=1,
         )
     )
-    (workdir / "prepared.json").write_text(json.dumps({"uri": uri}))
+    # The same signature, a model that costs nothing: what the server itself costs.
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+    from constant_model import ConstantModel
+
+    constant = ConstantModel(label=_plain(pipeline.predict(frame.head(1))[0]), proba=proba)
+    constant_uri = shipway.register_model(
+        constant, "credit-constant", input_example=frame.head(50)
+    ).uri
+    (workdir / "prepared.json").write_text(json.dumps({"uri": uri, "constant_uri": constant_uri}))
     print(f"exported {type(pipeline).__name__} from {uri}; applicant P(default)={proba[-1]:.4f}")
     return 0
 

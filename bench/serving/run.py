@@ -49,7 +49,8 @@ PROJECT_BIN = Path(sys.executable).parent  # the project venv: run.py runs from 
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 
-ALL = ["shipway", "shipway-2w", "mlflow", "bentoml", "floor"]
+SHIPWAY_ROWS = ("shipway", "shipway-2w", "shipway-inproc", "shipway-constant")
+ALL = [*SHIPWAY_ROWS, "mlflow", "bentoml", "floor"]
 DEFAULT = ALL
 QUIET_ENV = {
     "DO_NOT_TRACK": "true",
@@ -333,15 +334,22 @@ def make_servers(
     shipway_version = md.version("shipway")
     for key in keys:
         port = free_port()
-        if key in ("shipway", "shipway-2w"):
+        if key in SHIPWAY_ROWS:
             workers = 2 if key == "shipway-2w" else 1
-            cmd = [str(PROJECT_BIN / "shipway"), "serve", prep["uri"], "--port", str(port)]
+            uri = prep["constant_uri"] if key == "shipway-constant" else prep["uri"]
+            cmd = [str(PROJECT_BIN / "shipway"), "serve", uri, "--port", str(port)]
             if workers > 1:
                 cmd += ["--workers", str(workers)]
+            where = ""
+            if key == "shipway-inproc":
+                cmd += ["--in-process"]
+                where = ", model in-process"
+            elif key == "shipway-constant":
+                where = ", constant-answer model"
             servers.append(
                 Server(
                     key,
-                    f"Shipway ({workers} worker{'s' if workers > 1 else ''})",
+                    f"Shipway ({workers} worker{'s' if workers > 1 else ''}{where})",
                     cmd,
                     shipway_env,
                     ROOT,
@@ -599,7 +607,7 @@ def report(results: dict[str, Any]) -> None:
         k: {r["connections"]: r["rps"] for r in rec["runs"] if r["rps"]}
         for k, rec in servers.items()
     }
-    mine = [k for k in ("shipway", "shipway-2w") if rps.get(k)]
+    mine = [k for k in SHIPWAY_ROWS if rps.get(k)]
     peers = [k for k in ("mlflow", "bentoml") if rps.get(k)]
     if not mine:
         return

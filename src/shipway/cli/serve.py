@@ -22,6 +22,12 @@ def serve(
     no_batching: bool = typer.Option(False, "--no-batching", help="Predict each request alone."),
     max_body_bytes: int = typer.Option(10 * 1024 * 1024, min=1, help="Larger bodies get 413."),
     model_threads: int = typer.Option(1, min=1, help="OpenMP/BLAS threads per predict call."),
+    in_process: bool = typer.Option(
+        False,
+        "--in-process",
+        help="Predict in the server's own process, not one process per model (less memory, "
+        "but predict calls then compete with HTTP for the GIL).",
+    ),
     api_key_file: Path | None = typer.Option(None, help="File of API keys, one per line."),
     log_sample: float = typer.Option(1.0, min=0, max=1, help="Share of predictions logged."),
     no_prediction_log: bool = typer.Option(False, "--no-prediction-log"),
@@ -38,6 +44,7 @@ def serve(
         max_queue_rows=max_queue_rows,
         batching=not no_batching,
         model_threads=model_threads,
+        model_process=not in_process,
         max_body_bytes=max_body_bytes,
         api_key_file=api_key_file,
         prediction_log=not no_prediction_log,

@@ -33,7 +33,7 @@ import importlib
 import math
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType, TracebackType
 from typing import Final, cast
 
@@ -153,6 +153,32 @@ class _ProcessMemoryCollector:
         except (psutil.Error, OSError):
             return []
         return [family]
+
+
+class _ModelProcessMemoryCollector:
+    """Resident memory of each model's own process (where the model's memory is), by model
+    and pid; `pids` says which processes there are at scrape time."""
+
+    def __init__(self, pids: Callable[[], Mapping[str, int | None]]) -> None:
+        self._pids = pids
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "shipway_model_process_resident_memory_bytes",
+            "Resident memory size of the process a model runs in, in bytes.",
+            labels=["model", "pid"],
+        )
+        for model, pid in self._pids().items():
+            if pid is None:
+                continue
+            try:
+                family.add_metric([model, str(pid)], float(psutil.Process(pid).memory_info().rss))
+            except (psutil.Error, OSError):  # exited since: left out of this scrape
+                continue
+        return [family] if family.samples else []
 
 
 class _GpuCollector:
@@ -315,6 +341,10 @@ class ServingMetrics:
         gpu = _GpuCollector.create()
         if gpu is not None:
             self.registry.register(gpu)
+
+    def watch_model_processes(self, pids: Callable[[], Mapping[str, int | None]]) -> None:
+        """Export the resident memory of the processes `pids()` names (model -> pid)."""
+        self.registry.register(_ModelProcessMemoryCollector(pids))
 
     # ------------------------------------------------------------------ hot path
 

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from shipway.errors import MalformedRequestError, ShipwayError
 from shipway.serving import v2
-from shipway.serving.app import ModelServer, _json, error_response, new_ids
+from shipway.serving.app import ModelServer, _json, error_kind, error_response
 from shipway.serving.openapi import Endpoint
 from shipway.serving.runtime import ServedModel
 from shipway.serving.validation import ValidationError
@@ -121,7 +121,7 @@ def endpoints(server: ModelServer) -> list[Endpoint]:
                 response = error_response(exc)
             except Exception as exc:  # a model bug: answer 500, and count it like the rest
                 log.exception("unexpected error on the %s endpoint of %s", endpoint, model)
-                response = _json({"error": f"Internal error: {type(exc).__name__}."}, 500)
+                response = _json({"error": f"Internal error: {error_kind(exc)}."}, 500)
         if model not in server.models:  # a name from the URL: keep label values bounded
             model = "-"
         metrics.observe_request(
@@ -136,8 +136,7 @@ def endpoints(server: ModelServer) -> list[Endpoint]:
             columns = served.validator.decode(body)
         rows = len(next(iter(columns.values()))) if columns else 0
         result = await server.infer(served, columns, rows)
-        ids = new_ids(rows)
-        server.log_predictions(served, ids, columns, result)
+        ids = result["ids"]
         out: dict[str, Any] = {
             "model": served.name,
             "version": served.version,
@@ -228,8 +227,7 @@ def endpoints(server: ModelServer) -> list[Endpoint]:
                 raise MalformedRequestError(f"The request body is not valid JSON: {exc}.") from None
             columns, rows = v2.decode_inputs(served, body, binary)
         result = await server.infer(served, columns, rows)
-        ids = new_ids(rows)
-        server.log_predictions(served, ids, columns, result)
+        ids = result["ids"]
         payload, headers = v2.encode_outputs(served, result, body, rows, ids)
         return Response(payload, headers=headers)
 

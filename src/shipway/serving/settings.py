@@ -14,6 +14,11 @@ class ServerSettings(BaseModel):
     max_latency_ms: float = Field(5.0, ge=0, description="Longest a batch is held open.")
     max_queue_rows: int = Field(4096, ge=1, description="Rows waiting per model before 503.")
     batching: bool = True
+    model_process: bool = Field(
+        True,
+        description="Run each model in its own process, so its predict calls never hold "
+        "the GIL the HTTP side needs.",
+    )
     model_threads: int = Field(1, ge=1, description="OpenMP/BLAS threads per predict call.")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Larger bodies get 413.")
     request_timeout_s: float = Field(30.0, gt=0)

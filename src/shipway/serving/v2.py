@@ -72,7 +72,7 @@ def tensor_metadata(served: ServedModel) -> dict[str, Any]:
     return {
         "name": served.name,
         "versions": [str(served.version)],
-        "platform": f"shipway-{served.model.flavor}",
+        "platform": f"shipway-{served.flavor}",
         "inputs": [
             {"name": s.name, "datatype": DATATYPE[s.dtype], "shape": [-1, 1]}
             for s in served.signature.inputs
