@@ -138,3 +138,26 @@ def test_in_process_serving_gives_the_same_answers(tmp_path: Any) -> None:
             assert r.status_code == 200, r.text
             assert r.json()["predictions"] == pytest.approx(list(toy_expected(rows)))
             assert len(set(r.json()["ids"])) == 6
+
+
+def test_only_processes_shipway_owns_get_short_gil_turns(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`shipway serve`'s worker factory shortens the GIL's switch interval (a process-wide
+    setting); an app embedded with create_app leaves the host process's alone."""
+    import json
+    import sys
+
+    from shipway.serving.server import SPEC_ENV, app_from_env
+
+    before = sys.getswitchinterval()
+    try:
+        create_app(["models:/toy/1"])
+        assert sys.getswitchinterval() == before
+        spec = {"uris": ["models:/toy/1"], "settings": ServerSettings().model_dump(mode="json")}
+        monkeypatch.setenv(SPEC_ENV, json.dumps(spec))
+        monkeypatch.setenv("SHIPWAY_HOME", str(tmp_path / "home"))
+        app_from_env()
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+    finally:
+        sys.setswitchinterval(before)

@@ -229,7 +229,14 @@ def _child(conn: Connection) -> int:
 
     from shipway.client import get_client
     from shipway.serving.predlog import PredictionLog
-    from shipway.serving.runtime import ServedModel, new_ids, quiet_garbage_collector
+    from shipway.serving.runtime import (
+        ServedModel,
+        new_ids,
+        quiet_garbage_collector,
+        short_gil_turns,
+    )
+
+    short_gil_turns()
 
     try:
         served = ServedModel.load(uri, get_client(), threads)

@@ -28,7 +28,9 @@ SPEC_ENV = "SHIPWAY_SERVE_SPEC"
 def app_from_env() -> Any:
     """uvicorn factory for worker processes."""
     from shipway.serving.app import create_app
+    from shipway.serving.runtime import short_gil_turns
 
+    short_gil_turns()  # this process is ours: uvicorn runs it for `shipway serve`
     spec = json.loads(os.environ[SPEC_ENV])
     return create_app(spec["uris"], ServerSettings(**spec["settings"]))
 
