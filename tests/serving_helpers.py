@@ -219,7 +219,8 @@ def register_slow(
     if first_loader_file is not None:
         params["first_loader_file"] = first_loader_file
     model = SlowModel(**params)
-    return shipway.register_model(model, name, input_example=pd.DataFrame({"x": [1.0, 2.5]}))
+    # All zeros: registering runs the model on its example, which must not sleep.
+    return shipway.register_model(model, name, input_example=pd.DataFrame({"x": [0.0, 0.0]}))
 
 
 def serve_env(home: Path) -> dict[str, str]:

@@ -20,6 +20,7 @@ from serving_helpers import (
     live_server,
     metric_total,
     records,
+    register_slow,
     register_toy,
     shipway_env,
     toy_expected,
@@ -161,3 +162,31 @@ def test_only_processes_shipway_owns_get_short_gil_turns(
         assert sys.getswitchinterval() == pytest.approx(0.0005)
     finally:
         sys.setswitchinterval(before)
+
+
+def test_a_model_stuck_past_the_request_timeout_is_stopped_and_replaced(tmp_path: Any) -> None:
+    """A predict call that outlasts the request timeout has no caller left; its process is
+    killed (a model stuck for good would hold the predict thread for ever) and the next request
+    is answered by a new one."""
+    with shipway_env(tmp_path / "home"):
+        register_slow("stuck", predict_delay=60.0)  # any x but 0 sleeps a minute
+        app = create_app(["models:/stuck/1"], ServerSettings(request_timeout_s=1.0))
+        with live_server(app) as url:
+            process = app.state.server.models["stuck"].process
+            first = process.pid
+            started = time.monotonic()
+            r = httpx.post(f"{url}/predict", json=[{"x": 1.0}], timeout=30)
+            assert r.status_code == 503, r.text
+            assert "retry-after" in r.headers
+            # x=0 is fast; retried as a client would while the new process loads (on a busy
+            # machine longer than the one-second timeout).
+            while True:
+                fast = httpx.post(f"{url}/predict", json=[{"x": 0.0}], timeout=30)
+                if fast.status_code != 503 or time.monotonic() - started > 30:
+                    break
+                time.sleep(0.2)
+            assert fast.status_code == 200, fast.text
+            assert fast.json()["predictions"] == [0.0]
+            assert time.monotonic() - started < 30  # not the minute the model wanted
+            assert process.pid not in (None, first) and process.restarts == 1
+            assert not psutil.pid_exists(first) or psutil.Process(first).status() == "zombie"

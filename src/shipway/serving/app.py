@@ -155,6 +155,8 @@ class ModelServer:
                 threads=threads,
                 log_spec=log_spec,
                 on_drop=functools.partial(self.metrics.prediction_log_dropped, "all"),
+                # By then every caller of the batch has had its 503: stop a stuck model.
+                predict_timeout=self.settings.request_timeout_s,
             )
             return ServedModel.start_process(uri, process, threads)
         served = ServedModel.load(uri, self.client, threads)

@@ -89,13 +89,17 @@ class ModelProcess:
         log_spec: LogSpec | None = None,
         on_drop: Callable[[int], None] | None = None,
         start_timeout: float = 600.0,
+        predict_timeout: float | None = None,
     ) -> None:
+        """`predict_timeout`: a call that takes longer kills the process (a model stuck for
+        good would otherwise hold the model's predict thread for ever); None waits."""
         self.uri = uri
         self.env = {k: v for k, v in env.items() if k not in _NOT_INHERITED}
         self.threads = threads
         self.log_spec = log_spec
         self.on_drop = on_drop or (lambda rows: None)
         self.start_timeout = start_timeout
+        self.predict_timeout = predict_timeout
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
@@ -155,6 +159,13 @@ class ModelProcess:
             assert self._conn is not None
             try:
                 self._conn.send((columns, rows))
+                if self.predict_timeout is not None and not self._conn.poll(self.predict_timeout):
+                    self._stop(kill=True)
+                    raise ModelProcessError(
+                        f"{self.uri} did not answer within {self.predict_timeout:g} s; its "
+                        "process was stopped.",
+                        "Retry: a new one is started for the next request.",
+                    )
                 kind, payload, dropped = self._conn.recv()
             except (EOFError, OSError):
                 code = self._stop(kill=True)
