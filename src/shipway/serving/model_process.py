@@ -11,8 +11,9 @@ The child is started with `python -m shipway.serving.model_process` (not multipr
 spawn, which re-imports the parent's `__main__`: a user's script without a main guard would
 start servers recursively). It ignores SIGINT and SIGTERM: a Ctrl-C or a SIGTERM to the
 process group must not kill it while the server drains. It exits when told to (after flushing
-its prediction log) or when the socket closes (the server died). If it dies, the call in
-flight fails with `ModelProcessError` and the next call starts a new child.
+its prediction log) or when the socket closes (the server died). If it dies, or does not
+answer a batch within the request timeout (it is then killed), the call in flight fails with
+`ModelProcessError` and the next call starts a new child.
 """
 
 from __future__ import annotations
