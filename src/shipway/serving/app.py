@@ -158,7 +158,7 @@ class ModelServer:
                 # By then every caller of the batch has had its 503: stop a stuck model.
                 predict_timeout=self.settings.request_timeout_s,
             )
-            return ServedModel.start_process(uri, process, threads)
+            return ServedModel.start_process(process, threads)
         served = ServedModel.load(uri, self.client, threads)
         # Warm up in the predict thread itself, so its native thread pools are the warm ones.
         served.executor.submit(served.warm_up).result()

@@ -26,7 +26,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -190,9 +189,11 @@ class ModelProcess:
             self._stop(kill=False, timeout=timeout)
 
     def _stop(self, *, kill: bool, timeout: float = 5.0) -> int | None:
+        """Close the socket (a child still reading sees it end and exits, its log flushed),
+        kill the child too if asked, and reap it; its exit code."""
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
-        if conn is not None and kill:
+        if conn is not None:
             conn.close()
         code = None
         if proc is not None:
@@ -203,8 +204,6 @@ class ModelProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 code = proc.wait()
-        if conn is not None and not kill:
-            conn.close()
         return code
 
 
@@ -318,12 +317,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(name)s: %(message)s")
-    started = time.perf_counter()
     conn = Connection(int(argv[0]))
     try:
         return _child(conn)
     finally:
-        log.debug("model process ran %.1f s", time.perf_counter() - started)
         conn.close()
 
 

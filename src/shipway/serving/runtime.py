@@ -69,14 +69,14 @@ class ServedModel:
     ready: bool = False
     executor: ThreadPoolExecutor = field(default_factory=lambda: predict_executor(1))
     process: ModelProcess | None = None
-    proba: bool = False
+    has_proba: bool = False
 
     def __post_init__(self) -> None:
         self.validator = Validator(self.signature)
         out = self.signature.output
         self.classes = list(out.classes) if out and out.classes else None
         if self.model is not None:
-            self.flavor, self.proba = self.model.flavor, self.model.has_proba
+            self.flavor, self.has_proba = self.model.flavor, self.model.has_proba
 
     @classmethod
     def load(cls, uri: str, client: Client, threads: int = 1) -> ServedModel:
@@ -111,7 +111,7 @@ class ServedModel:
         )
 
     @classmethod
-    def start_process(cls, uri: str, process: ModelProcess, threads: int = 1) -> ServedModel:
+    def start_process(cls, process: ModelProcess, threads: int = 1) -> ServedModel:
         """Load the model in its own process (loaded and warm when this returns)."""
         meta = process.start()
         return cls(
@@ -124,17 +124,8 @@ class ServedModel:
             flavor=meta.flavor,
             executor=predict_executor(threads),
             process=process,
-            proba=meta.has_proba,
+            has_proba=meta.has_proba,
         )
-
-    @property
-    def has_proba(self) -> bool:
-        return self.proba
-
-    @property
-    def logs_itself(self) -> bool:
-        """Whether predictions come back with their ids, already in the prediction log."""
-        return self.process is not None and self.process.log_spec is not None
 
     def predict_columns(self, columns: Columns, rows: int) -> dict[str, list[Any]]:
         """Predict checked columns; runs in the batcher's worker thread."""
