@@ -338,6 +338,52 @@ def test_batcher_respects_max_batch_size_and_passes_big_requests_whole() -> None
     assert fake.calls[4] == [500, 600, 601, 602, 603]
 
 
+def test_batcher_goes_from_batch_to_batch_without_the_event_loop() -> None:
+    # The predict thread takes the next batch itself: a busy event loop (here, blocked
+    # outright) does not leave the model idle while requests are queued.
+    gate = threading.Event()
+    fake = FakeModel(gate)
+
+    async def main() -> None:
+        b = Batcher(fake, max_batch_size=2, max_latency_ms=0)
+        b.start()
+        futures = [asyncio.ensure_future(b.submit(request(0, 1), 1))]
+        await wait_until(lambda: len(fake.calls) == 1)
+        futures += [asyncio.ensure_future(b.submit(request(f, 2), 2)) for f in (10, 20)]
+        await wait_until(lambda: b._queued_rows == 4)
+        gate.set()
+        deadline = time.monotonic() + 5
+        while len(fake.calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)  # blocks the event loop on purpose
+        assert fake.calls == [[0], [10, 11], [20, 21]]
+        results = await asyncio.gather(*futures)
+        assert results == [expected(0, 1), expected(10, 2), expected(20, 2)]
+        await b.close()
+
+    asyncio.run(main())
+
+
+def test_batcher_a_failing_callback_fails_its_batch_not_the_batcher() -> None:
+    fake = FakeModel()
+    seen: list[int] = []
+
+    def on_batch(rows: int) -> None:
+        seen.append(rows)
+        if len(seen) == 1:
+            raise RuntimeError("metrics broke")
+
+    async def main() -> None:
+        b = Batcher(fake, max_latency_ms=0, on_batch=on_batch)
+        b.start()
+        with pytest.raises(RuntimeError, match="metrics broke"):
+            await asyncio.wait_for(b.submit(request(0, 1), 1), 5)
+        assert await asyncio.wait_for(b.submit(request(5, 2), 2), 5) == expected(5, 2)
+        await b.close()
+
+    asyncio.run(main())
+    assert seen == [1, 2]
+
+
 def test_batcher_lone_request_is_not_delayed() -> None:
     fake = FakeModel()
 
