@@ -582,7 +582,6 @@ _FIXED = ("prediction_id", "model", "label")  # string columns; time and version
 
 def _parquet_bytes(columns: dict[str, list[Any]], *, feedback: bool) -> bytes:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     arrays: dict[str, pa.Array] = {}
     for name, values in columns.items():
@@ -597,8 +596,18 @@ def _parquet_bytes(columns: dict[str, list[Any]], *, feedback: bool) -> bytes:
         else:
             arrays[name] = _infer(values)
     table = pa.table(arrays)
-    if not feedback:
-        table = _writable(table)
+    try:
+        return _encode(table)
+    except _arrow_errors():
+        if feedback:
+            raise
+    return _encode(_writable(table))
+
+
+def _encode(table: pa.Table) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return bytes(sink.getvalue().to_pybytes())
@@ -621,16 +630,14 @@ def _infer(values: Sequence[Any]) -> pa.Array:
 
 
 def _writable(table: pa.Table) -> pa.Table:
-    """The table, with any column Parquet cannot store (say, empty structs) as strings."""
+    """The table, with each column Parquet cannot store (say, empty structs) as strings.
+
+    Called only once the whole table failed to encode, so that the usual file is encoded once
+    (a trial encoding of every file took a sixth of the log's time, on the model's process)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     errors = _arrow_errors()
-    try:
-        pq.write_table(table, pa.BufferOutputStream())
-        return table
-    except errors:
-        pass
     for i, name in enumerate(table.column_names):
         try:
             pq.write_table(table.select([i]), pa.BufferOutputStream())
