@@ -111,6 +111,28 @@ def test_a_model_process_killed_while_idle_is_replaced_unnoticed(env: SimpleName
     assert served(env).process.restarts == restarts + 1  # type: ignore[union-attr]
 
 
+def test_readiness_says_no_while_a_dead_model_process_is_replaced(env: SimpleNamespace) -> None:
+    # Not ready keeps Kubernetes' traffic away, so no prediction would come to replace the
+    # process: asking for readiness starts the new one.
+    pid, restarts = model_pid(env), served(env).process.restarts  # type: ignore[union-attr]
+    assert httpx.get(f"{env.url}/v2/health/ready").status_code == 200
+    victim = psutil.Process(pid)
+    victim.kill()
+    victim.wait(10)
+    r = httpx.get(f"{env.url}/v2/health/ready")
+    assert r.status_code == 503 and r.json() == {"ready": False, "restarting": ["toy"]}
+    assert httpx.get(f"{env.url}/v2/models/toy/ready").status_code in (200, 503)
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{env.url}/v2/health/ready").status_code != 200:
+        assert time.monotonic() < deadline, "the model process was not replaced"
+        time.sleep(0.1)
+    assert model_pid(env) != pid
+    assert served(env).process.restarts == restarts + 1  # type: ignore[union-attr]
+    assert httpx.get(f"{env.url}/v2/models/toy/ready").json() == {"name": "toy", "ready": True}
+    predict_ok(env)
+    assert served(env).process.restarts == restarts + 1  # type: ignore[union-attr]
+
+
 def test_a_crash_during_a_prediction_answers_503_then_the_model_comes_back(
     env: SimpleNamespace,
 ) -> None:

@@ -98,6 +98,19 @@ class ModelServer:
             raise self._not_ready()
         return next(iter(self.models.values()))
 
+    def model_ready(self, served: ServedModel) -> bool:
+        """Whether `served` can answer now; a model whose process died is given a new one in
+        the background (nothing else would, while readiness keeps traffic away)."""
+        if served.ready:
+            return True
+        if served.activated and served.process is not None:
+            served.process.replace_soon()
+        return False
+
+    def unready_models(self) -> list[str]:
+        """The loaded models that cannot answer now (their process is being replaced)."""
+        return [name for name, served in list(self.models.items()) if not self.model_ready(served)]
+
     def _not_ready(self) -> ShipwayError:
         if self.failed:
             return ShipwayError(f"The server failed to load its models: {self.failed}")
@@ -179,7 +192,7 @@ class ModelServer:
         self.metrics.set_model_loaded(
             served.name, served.version, served.flavor, served.load_seconds
         )
-        served.ready = True
+        served.activated = True
         self.models[served.name] = served
 
     async def stop(self) -> None:

@@ -103,6 +103,8 @@ class ModelProcess:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
+        self._loaded = False  # the child said ready, and has not been stopped since
+        self._replacing: threading.Thread | None = None
         self.restarts = 0
 
     @property
@@ -145,17 +147,47 @@ class ModelProcess:
             self._stop(kill=True)
             raise payload
         meta: ModelMeta = payload
+        self._loaded = True
         return meta
+
+    def running(self) -> bool:
+        """The child has loaded the model and is still alive (any thread may ask)."""
+        proc = self._proc
+        return self._loaded and proc is not None and proc.poll() is None
+
+    def replace_soon(self) -> None:
+        """If the child died, start a new one in the background (one at a time).
+
+        A dead child is otherwise replaced by the next prediction; but a server that reports
+        not ready while it has no model (so Kubernetes sends it no traffic) gets no next
+        prediction, and would never be ready again."""
+        if self.running() or (self._replacing is not None and self._replacing.is_alive()):
+            return
+        self._replacing = threading.Thread(
+            target=self._replace, name=f"shipway-replace-{self.uri}", daemon=True
+        )
+        self._replacing.start()
+
+    def _replace(self) -> None:
+        with self._lock:
+            try:
+                self._start_if_dead()
+            except Exception as exc:  # the next prediction tries again, and says why
+                log.error("could not start a new process for %s: %s", self.uri, exc)
+
+    def _start_if_dead(self) -> None:
+        """With the lock held: a child that exited (killed, out of memory) is reaped, and a
+        new one started; nothing is lost, no call was in flight."""
+        if self._proc is not None and self._proc.poll() is not None:
+            log.warning("the process of %s exited with %s", self.uri, self._stop(kill=True))
+        if self._conn is None:
+            self.restarts += 1
+            log.warning("starting a new process for %s", self.uri)
+            self._start()
 
     def predict(self, columns: Columns, rows: int) -> dict[str, list[Any]]:
         with self._lock:
-            if self._proc is not None and self._proc.poll() is not None:
-                # Died between calls (killed, out of memory): nothing was lost, start another.
-                log.warning("the process of %s exited with %s", self.uri, self._stop(kill=True))
-            if self._conn is None:
-                self.restarts += 1
-                log.warning("starting a new process for %s", self.uri)
-                self._start()
+            self._start_if_dead()
             assert self._conn is not None
             try:
                 self._conn.send((columns, rows))
@@ -193,6 +225,7 @@ class ModelProcess:
         kill the child too if asked, and reap it; its exit code."""
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
+        self._loaded = False
         if conn is not None:
             conn.close()
         code = None

@@ -200,10 +200,14 @@ def endpoints(server: ModelServer) -> list[Endpoint]:
         return _json({"live": True})
 
     async def ready(request: Request) -> Response:
-        body: dict[str, Any] = {"ready": server.ready}
+        waiting = server.unready_models() if server.ready else []
+        ok = server.ready and not waiting
+        body: dict[str, Any] = {"ready": ok}
         if server.failed:
             body["error"] = server.failed
-        return _json(body, 200 if server.ready else 503)
+        if waiting:
+            body["restarting"] = waiting
+        return _json(body, 200 if ok else 503)
 
     def served_of(request: Request) -> ServedModel:
         return server.get(request.path_params["name"], request.path_params.get("version"))
@@ -213,7 +217,8 @@ def endpoints(server: ModelServer) -> list[Endpoint]:
 
     async def model_ready(request: Request) -> Response:
         served = served_of(request)
-        return _json({"name": served.name, "ready": served.ready}, 200 if served.ready else 503)
+        ok = server.model_ready(served)
+        return _json({"name": served.name, "ready": ok}, 200 if ok else 503)
 
     async def infer_work(request: Request) -> Response:
         served = served_of(request)

@@ -66,7 +66,7 @@ class ServedModel:
     classes: list[Any] | None = None
     validator: Validator = field(init=False)
     batcher: Batcher | None = None
-    ready: bool = False
+    activated: bool = False  # loaded, warmed up and taking requests
     executor: ThreadPoolExecutor = field(default_factory=lambda: predict_executor(1))
     process: ModelProcess | None = None
     has_proba: bool = False
@@ -77,6 +77,12 @@ class ServedModel:
         self.classes = list(out.classes) if out and out.classes else None
         if self.model is not None:
             self.flavor, self.has_proba = self.model.flavor, self.model.has_proba
+
+    @property
+    def ready(self) -> bool:
+        """Activated and, when the model has its own process, that process loaded and alive:
+        not while a dead one is being replaced (requests wait for the new one meanwhile)."""
+        return self.activated and (self.process is None or self.process.running())
 
     @classmethod
     def load(cls, uri: str, client: Client, threads: int = 1) -> ServedModel:
