@@ -103,6 +103,7 @@ def test_serves_the_champion_with_the_sklearn_models_predictions(
     response = predict(credit_server.url, records(frame))
     assert response.status_code == 200, response.text
     assert_matches_sklearn(response.json(), credit.model, frame)
+    assert "each model in its own process" in credit_server.output()  # the banner says so
 
     # The same model through the Open Inference Protocol: one tensor per column.
     inputs = [

@@ -55,8 +55,10 @@ def serve(
     count = worker_count(workers)  # a bad flag fails before anything is looked up
     check_uris(uris)
     auth = "API key required" if api_key_file else "no auth"
+    where = "in the server's process" if in_process else "each model in its own process"
     console.print(
-        f"Serving {', '.join(uris)} on http://{host}:{port} ({count} worker(s), {auth}); "
-        f"docs at /docs, metrics at /metrics."
+        f"Serving {', '.join(uris)} on http://{host}:{port} ({count} worker(s), {where}, "
+        f"{auth}); docs at /docs, metrics at /metrics.",
+        soft_wrap=True,  # one line in a container's log, however narrow the terminal
     )
     run(uris, settings, host=host, port=port, workers=count, drain_seconds=drain_seconds)
