@@ -3,13 +3,17 @@
 
     /work/main/.venv/bin/python bench/serving/run.py [--duration 10] [--connections 1,16,64]
                                                      [--only shipway,floor] [--warmup 2]
+                                                     [--rounds 3]
 
 One run, one server after another on this machine: the quickstart model (examples/credit) is
 trained in a temporary SHIPWAY_HOME and the same fitted pipeline is exported to the peers. Each
 server is started, checked by hand (one request must answer 200 with the pipeline's own
 probability), warmed up, then driven by `wrk --latency` with one applicant per request in its
 native format, at each connection count; then it is stopped (its whole process group) and its
-port checked free. Prints a table and Shipway's ratios; writes bench/results/serving-<ts>.json.
+port checked free. `--rounds N` runs the whole line-up N times: the table shows each cell's
+median, and each ratio is the median of the rounds' own ratios, so one slow spell of a shared
+machine moves neither. Prints a table and Shipway's ratios; writes
+bench/results/serving-<ts>.json.
 See bench/README.md.
 """
 
@@ -25,6 +29,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -571,11 +576,57 @@ def fmt_ms(v: float | None) -> str:
     return "-" if v is None else (f"{v:.2f}" if v < 100 else f"{v:.0f}")
 
 
+def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record per server: the last round's, with each cell's median req/s and latencies
+    over the rounds (and every round's req/s under `rps_rounds`)."""
+    merged: dict[str, Any] = {}
+    for key in rounds[-1]:
+        records = [r[key] for r in rounds if key in r]
+        record = dict(records[-1])
+        runs = []
+        for run in record["runs"]:
+            cells = [
+                c for rec in records for c in rec["runs"] if c["connections"] == run["connections"]
+            ]
+            cell = dict(run)
+            rps = [c["rps"] for c in cells if c["rps"]]
+            cell["rps"] = statistics.median(rps) if rps else None
+            cell["rps_rounds"] = rps
+            cell["latency_ms"] = {
+                q: statistics.median(c["latency_ms"][q] for c in cells if q in c["latency_ms"])
+                for q in run["latency_ms"]
+            }
+            cell["non2xx"] = sum(c["non2xx"] for c in cells)
+            runs.append(cell)
+        record["runs"] = runs
+        if any("error" in rec for rec in records):
+            record["error"] = next(rec["error"] for rec in records if "error" in rec)
+        merged[key] = record
+    return merged
+
+
+def _ratio(rounds: list[dict[str, Any]], mine: str, theirs: str, conns: int) -> float | None:
+    """The median over the rounds of mine/theirs, each pair from the same round."""
+    ratios = []
+    for r in rounds:
+        a = next(
+            (c["rps"] for c in r.get(mine, {}).get("runs", []) if c["connections"] == conns), None
+        )
+        b = next(
+            (c["rps"] for c in r.get(theirs, {}).get("runs", []) if c["connections"] == conns), None
+        )
+        if a and b:
+            ratios.append(a / b)
+    return statistics.median(ratios) if ratios else None
+
+
 def report(results: dict[str, Any]) -> None:
     servers = results["servers"]
     table = Table(
         title=f"Serving one applicant per request "
-        f"({results['settings']['duration_s']:g} s per cell, {os.cpu_count()} cores)"
+        f"({results['settings']['duration_s']:g} s per cell, {os.cpu_count()} cores"
+        + (f"; medians of {len(results['rounds'])} rounds" if len(results["rounds"]) > 1 else "")
+        + ")"
     )
     for col, just in [
         ("server", "left"),
@@ -625,15 +676,22 @@ def report(results: dict[str, Any]) -> None:
             row = [servers[k]["label"] if i == 0 else "", str(conns)]
             entry: dict[str, Any] = {}
             for p in peers:
-                theirs = rps[p].get(conns)
-                ratio = mine_rps / theirs if mine_rps and theirs else None
+                ratio = _ratio(results["rounds"], k, p, conns) if mine_rps else None
                 entry[f"x_{p}"] = round(ratio, 3) if ratio else None
                 row.append(f"{ratio:.2f}×" if ratio else "-")
             if rps.get("floor"):
-                floor = rps["floor"].get(conns)
-                share = mine_rps / floor if mine_rps and floor else None
+                share = _ratio(results["rounds"], k, "floor", conns) if mine_rps else None
                 entry["share_of_floor"] = round(share, 3) if share else None
-                row.append(f"{share:.0%}" if share else "-")
+                if share and len(results["rounds"]) > 1:
+                    shares = [
+                        x
+                        for r in results["rounds"]
+                        if (x := _ratio([r], k, "floor", conns)) is not None
+                    ]
+                    entry["share_of_floor_rounds"] = [round(x, 3) for x in shares]
+                    row.append(f"{share:.0%} ({min(shares):.0%}–{max(shares):.0%})")
+                else:
+                    row.append(f"{share:.0%}" if share else "-")
             summary.setdefault(k, {})[str(conns)] = entry
             ratios.add_row(*row)
         ratios.add_section()
@@ -651,14 +709,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-timeout", type=float, default=120.0)
     parser.add_argument("--bentoml-max-batch", type=int, default=64)
     parser.add_argument("--bentoml-max-latency-ms", type=int, default=60000)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the whole line-up this many times (1); figures are each cell's median, ratios "
+        "the median of each round's ratio (a shared machine drifts between servers)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, model)")
     args = parser.parse_args(argv)
     args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
     keys = [k.strip() for k in args.only.split(",") if k.strip()]
     unknown = sorted(set(keys) - set(ALL))
-    if unknown or not keys or not args.connections or min(args.connections) < 1:
+    if unknown or not keys or not args.connections or min(args.connections) < 1 or args.rounds < 1:
         parser.error(
-            f"--only takes {','.join(ALL)}; --connections positive integers"
+            f"--only takes {','.join(ALL)}; --connections and --rounds positive integers"
             + (f" (unknown: {unknown})" if unknown else "")
         )
     keys = [k for k in ALL if k in keys]
@@ -689,8 +754,10 @@ def main(argv: list[str] | None = None) -> int:
             "connections": args.connections,
             "wrk_threads": args.threads,
             "servers": keys,
+            "rounds": args.rounds,
         },
         "servers": {},
+        "rounds": [],
     }
     if os.getloadavg()[0] > 0.5:
         console.print(
@@ -708,8 +775,14 @@ def main(argv: list[str] | None = None) -> int:
             "versions": {d: md.version(d) for d in ("scikit-learn", "numpy", "pandas")},
         }
         expected = prep["examples"]["expected_probabilities"][-1]
-        for server in make_servers(keys, workdir, prep, args):
-            results["servers"][server.key] = bench_server(server, args, wrk, workdir, expected)
+        for n in range(args.rounds):
+            if args.rounds > 1:
+                console.rule(f"[bold]Round {n + 1} of {args.rounds}")
+            results["rounds"].append({})
+            for server in make_servers(keys, workdir, prep, args):
+                record = bench_server(server, args, wrk, workdir, expected)
+                results["rounds"][-1][server.key] = record
+            results["servers"] = merge_rounds(results["rounds"])
     finally:
         _stop_all()
         results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
