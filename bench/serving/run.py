@@ -605,19 +605,16 @@ def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def _ratio(rounds: list[dict[str, Any]], mine: str, theirs: str, conns: int) -> float | None:
-    """The median over the rounds of mine/theirs, each pair from the same round."""
-    ratios = []
-    for r in rounds:
-        a = next(
-            (c["rps"] for c in r.get(mine, {}).get("runs", []) if c["connections"] == conns), None
-        )
-        b = next(
-            (c["rps"] for c in r.get(theirs, {}).get("runs", []) if c["connections"] == conns), None
-        )
-        if a and b:
-            ratios.append(a / b)
-    return statistics.median(ratios) if ratios else None
+def _rps(record: dict[str, Any] | None, conns: int) -> float | None:
+    """A server's req/s at `conns` connections in one round's record (None if not measured)."""
+    runs = record.get("runs", []) if record else []
+    return next((c["rps"] for c in runs if c["connections"] == conns), None)
+
+
+def _round_ratios(rounds: list[dict[str, Any]], mine: str, theirs: str, conns: int) -> list[float]:
+    """mine/theirs in each round where both were measured, each pair from the same round."""
+    pairs = [(_rps(r.get(mine), conns), _rps(r.get(theirs), conns)) for r in rounds]
+    return [a / b for a, b in pairs if a and b]
 
 
 def report(results: dict[str, Any]) -> None:
@@ -676,18 +673,15 @@ def report(results: dict[str, Any]) -> None:
             row = [servers[k]["label"] if i == 0 else "", str(conns)]
             entry: dict[str, Any] = {}
             for p in peers:
-                ratio = _ratio(results["rounds"], k, p, conns) if mine_rps else None
+                each = _round_ratios(results["rounds"], k, p, conns) if mine_rps else []
+                ratio = statistics.median(each) if each else None
                 entry[f"x_{p}"] = round(ratio, 3) if ratio else None
                 row.append(f"{ratio:.2f}×" if ratio else "-")
             if rps.get("floor"):
-                share = _ratio(results["rounds"], k, "floor", conns) if mine_rps else None
+                shares = _round_ratios(results["rounds"], k, "floor", conns) if mine_rps else []
+                share = statistics.median(shares) if shares else None
                 entry["share_of_floor"] = round(share, 3) if share else None
                 if share and len(results["rounds"]) > 1:
-                    shares = [
-                        x
-                        for r in results["rounds"]
-                        if (x := _ratio([r], k, "floor", conns)) is not None
-                    ]
                     entry["share_of_floor_rounds"] = [round(x, 3) for x in shares]
                     row.append(f"{share:.0%} ({min(shares):.0%}–{max(shares):.0%})")
                 else:
