@@ -266,6 +266,19 @@ async def wait_until(condition: Any, timeout: float = 5) -> None:
         await asyncio.sleep(0.001)
 
 
+async def behind_a_busy_model(
+    b: Batcher, fake: FakeModel, plan: list[tuple[int, int]], busy_rows: int = 1
+) -> list[asyncio.Task[dict[str, list[Any]]]]:
+    """Submit `busy_rows` rows from x=0, which hold the gated model, then queue `plan` (first
+    x, rows) behind them; the futures of all, the busy one first, once every planned row is
+    queued."""
+    futures = [asyncio.ensure_future(b.submit(request(0, busy_rows), busy_rows))]
+    await wait_until(lambda: len(fake.calls) == 1)  # the lone request went at once
+    futures += [asyncio.ensure_future(b.submit(request(f, n), n)) for f, n in plan]
+    await wait_until(lambda: b._queued_rows == sum(n for _, n in plan))
+    return futures
+
+
 def test_batcher_each_caller_gets_its_own_rows_in_order() -> None:
     fake = FakeModel()
     sizes = split_sizes(120, seed=1, low=1, high=6)
@@ -297,10 +310,7 @@ def test_batcher_merges_queued_requests_and_splits_the_answer() -> None:
     async def main() -> None:
         b = Batcher(fake, max_batch_size=100, max_latency_ms=0, on_batch=batches.append)
         b.start()
-        first = asyncio.ensure_future(b.submit(request(0, 1), 1))
-        await wait_until(lambda: len(fake.calls) == 1)  # the lone request went at once
-        queued = [asyncio.ensure_future(b.submit(request(100 * i, i), i)) for i in (2, 3, 4)]
-        await wait_until(lambda: b._queued_rows == 9)
+        first, *queued = await behind_a_busy_model(b, fake, [(100 * i, i) for i in (2, 3, 4)])
         gate.set()
         assert await first == expected(0, 1)
         for i, fut in zip((2, 3, 4), queued, strict=True):
@@ -319,11 +329,8 @@ def test_batcher_respects_max_batch_size_and_passes_big_requests_whole() -> None
     async def main() -> None:
         b = Batcher(fake, max_batch_size=5, max_latency_ms=0)
         b.start()
-        futures = [asyncio.ensure_future(b.submit(request(0, 1), 1))]
-        await wait_until(lambda: len(fake.calls) == 1)
         plan = [(100, 2), (200, 2), (300, 2), (400, 12), (500, 1), (600, 4), (700, 1)]
-        futures += [asyncio.ensure_future(b.submit(request(f, n), n)) for f, n in plan]
-        await wait_until(lambda: b._queued_rows == 24)
+        futures = await behind_a_busy_model(b, fake, plan)
         gate.set()
         results = await asyncio.gather(*futures)
         for (f, n), result in zip([(0, 1), *plan], results, strict=True):
@@ -347,10 +354,7 @@ def test_batcher_goes_from_batch_to_batch_without_the_event_loop() -> None:
     async def main() -> None:
         b = Batcher(fake, max_batch_size=2, max_latency_ms=0)
         b.start()
-        futures = [asyncio.ensure_future(b.submit(request(0, 1), 1))]
-        await wait_until(lambda: len(fake.calls) == 1)
-        futures += [asyncio.ensure_future(b.submit(request(f, 2), 2)) for f in (10, 20)]
-        await wait_until(lambda: b._queued_rows == 4)
+        futures = await behind_a_busy_model(b, fake, [(10, 2), (20, 2)])
         gate.set()
         deadline = time.monotonic() + 5
         while len(fake.calls) < 3 and time.monotonic() < deadline:
@@ -449,10 +453,7 @@ def test_batcher_queue_limit_refuses_with_overloaded_error() -> None:
     async def main() -> None:
         b = Batcher(fake, max_batch_size=4, max_queue_rows=5, on_queue=depths.append)
         b.start()
-        running = asyncio.ensure_future(b.submit(request(0, 3), 3))
-        await wait_until(lambda: len(fake.calls) == 1)
-        queued = [asyncio.ensure_future(b.submit(request(10 * i, 2), 2)) for i in (1, 2)]
-        await wait_until(lambda: b._queued_rows == 4)
+        running, *queued = await behind_a_busy_model(b, fake, [(10, 2), (20, 2)], busy_rows=3)
         with pytest.raises(OverloadedError, match="queue is full"):
             await b.submit(request(50, 2), 2)  # 4 + 2 > 5
         extra = asyncio.ensure_future(b.submit(request(60, 1), 1))  # 4 + 1 still fits
@@ -487,12 +488,7 @@ def test_batcher_failing_batch_is_retried_one_by_one() -> None:
     async def main() -> None:
         b = Batcher(fake, max_batch_size=64)
         b.start()
-        first = asyncio.ensure_future(b.submit(request(0, 1), 1))
-        await wait_until(lambda: len(fake.calls) == 1)
-        good1 = asyncio.ensure_future(b.submit(request(10, 2), 2))
-        bad = asyncio.ensure_future(b.submit({"x": [665, 666]}, 2))
-        good2 = asyncio.ensure_future(b.submit(request(20, 3), 3))
-        await wait_until(lambda: b._queued_rows == 7)
+        first, good1, bad, good2 = await behind_a_busy_model(b, fake, [(10, 2), (665, 2), (20, 3)])
         gate.set()
         assert await first == expected(0, 1)
         assert await good1 == expected(10, 2)
@@ -512,10 +508,8 @@ def test_batcher_close_drains_queued_work_then_refuses() -> None:
     async def main() -> None:
         b = Batcher(fake, max_batch_size=3)
         b.start()
-        futures = [asyncio.ensure_future(b.submit(request(0, 2), 2))]
-        await wait_until(lambda: len(fake.calls) == 1)
-        futures += [asyncio.ensure_future(b.submit(request(10 * i, 2), 2)) for i in range(1, 6)]
-        await wait_until(lambda: b._queued_rows == 10)
+        plan = [(10 * i, 2) for i in range(1, 6)]
+        futures = await behind_a_busy_model(b, fake, plan, busy_rows=2)
         closing = asyncio.ensure_future(b.close())
         await asyncio.sleep(0.02)
         assert not closing.done()  # close() waits for the queue
