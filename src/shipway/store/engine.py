@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ def create_store_engine(url: str) -> Engine:
 def _sqlite_engine(url: str, database: str | None) -> Engine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _use_wal(database)
     engine = create_engine(url, connect_args={"timeout": 60})
 
     @event.listens_for(engine, "connect")
@@ -52,7 +54,6 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see "begin" below).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=60000")
@@ -66,6 +67,28 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
     return engine
 
 
+def _use_wal(database: str) -> None:
+    """Put the database file in WAL mode (a property of the file) once, before any other use.
+
+    Switching a file to WAL takes an exclusive lock without waiting on the busy timeout, so
+    two processes opening a fresh store at once could fail with "database is locked". The
+    switch is made under a file lock instead, before this process reads or writes anything.
+    """
+    with _file_lock(Path(f"{database}.migrate.lock")):
+        conn = sqlite3.connect(database, timeout=60)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def take_write_lock(conn: Any) -> None:
     """Serialise writers on PostgreSQL (SQLite already did, with BEGIN IMMEDIATE)."""
     if conn.dialect.name == "postgresql":
@@ -76,9 +99,7 @@ def take_write_lock(conn: Any) -> None:
 def _migration_lock(engine: Engine) -> Iterator[None]:
     """Keep two processes opening a fresh store from migrating it at the same time."""
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        lock_path = Path(f"{engine.url.database}.migrate.lock")
-        with open(lock_path, "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        with _file_lock(Path(f"{engine.url.database}.migrate.lock")):
             yield
     elif engine.dialect.name == "postgresql":
         with engine.connect() as conn:
