@@ -201,7 +201,7 @@ def test_a_rejected_request_admits_nothing_and_cannot_be_approved(
 
 
 def test_approvals_and_requests_expire(bob: shipway.Client, alice: shipway.Client) -> None:
-    set_policy("production", "manual", ttl_hours=1 / 3600, client=alice)  # valid one second
+    set_policy("production", "manual", ttl_hours=3 / 3600, client=alice)  # valid three seconds
     for _ in range(2):
         _version(bob)
     first = request_approval("models:/credit/1", "production", client=bob)

@@ -117,7 +117,9 @@ def test_a_canary_that_fails_requests_is_rolled_back_before_half(
     environments: list[str],
 ) -> None:
     stable = register_doubler("credit")
-    canary = register_doubler("credit", fail_share=0.2)
+    # 35% failing: each analysis window sees ~20 canary requests, and at 20% one window in 15
+    # showed at most one failure (under the 5% limit), letting the canary past 25%.
+    canary = register_doubler("credit", fail_share=0.35)
     dep = _deploy(stable.uri, "production", environments, port=free_port())
     with Load(dep.url) as load:
         final = _rollout("production", canary.uri, environments)
@@ -158,7 +160,11 @@ def test_a_good_canary_is_promoted_and_the_alias_moves(environments: list[str]) 
         with pytest.raises(ApprovalRequiredError, match="models:/credit/2"):
             _rollout("production", canary.uri, environments, steps="20,pause,100")
         _approved(canary.uri, "production")  # four eyes, then the canary may start
-        final = _rollout("production", canary.uri, environments, steps="20,pause,100")
+        # An absolute p99 bound: over a window's few requests p99 is their slowest, and one
+        # request slowed by a busy machine must not fail a canary this test expects promoted.
+        final = _rollout(
+            "production", canary.uri, environments, steps="20,pause,100", max_p99_ms=5000
+        )
         assert final.status == "paused"
         with pytest.raises(ConflictError, match="paused"):
             _rollout("production", canary.uri, environments)
@@ -198,8 +204,8 @@ def test_a_killed_replica_is_replaced_and_records_survive_the_agent(
             return any(victim["url"] in t["urls"] for t in status["tracks"])
 
         assert _eventually(lambda: not routed(), within_s=10)
-        # out of the gateway within one health interval (1 s), give or take a busy machine
-        assert time.monotonic() - killed < 3.0
+        # out of the gateway within a few health intervals (1 s each), on a busy machine too
+        assert time.monotonic() - killed < 6.0
         deadline = time.monotonic() + 60
         while True:
             replicas = records.get_deployment("staging").observed["stable"]["replicas"]

@@ -246,7 +246,7 @@ def test_full_queue_drops_and_calls_on_drop_without_blocking(
     for i in range(5):
         _record(log, 3, prefix=f"q{i}-")
     log.record_feedback("churn", [("q0-0", 1)], time=T0)
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < 5.0  # a blocking put would never return: no thread drains
     assert drops == [3, 3, 3, 1]
     assert log.dropped == 10
 

@@ -392,7 +392,7 @@ def test_batcher_lone_request_is_not_delayed() -> None:
     fake = FakeModel()
 
     async def main() -> float:
-        b = Batcher(fake, max_batch_size=64, max_latency_ms=2000)
+        b = Batcher(fake, max_batch_size=64, max_latency_ms=10_000)
         b.start()
         started = time.perf_counter()
         assert await b.submit(request(3, 2), 2) == expected(3, 2)
@@ -400,7 +400,7 @@ def test_batcher_lone_request_is_not_delayed() -> None:
         await b.close()
         return elapsed
 
-    assert asyncio.run(main()) < 1.0
+    assert asyncio.run(main()) < 3.0  # not held open for the 10 s a batch may wait
 
 
 def test_batcher_holds_the_batch_open_while_requests_are_arriving() -> None:
