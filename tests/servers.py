@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import socket
@@ -52,12 +53,23 @@ def uvicorn_thread(app: Any, *, what: str = "test server", **config: Any) -> Ite
         thread.join(timeout=30)
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel hands out for port 0 is one it
+# also gives to outgoing connections, and one of those could take it before our server binds it.
+_PORTS = range(20_000, 32_768)
+_pick = random.SystemRandom()  # its own source: tests may seed the `random` module
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    for _ in range(200):
+        port = _pick.choice(_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 # --------------------------------------------------------------------------- PostgreSQL
