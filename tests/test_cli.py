@@ -173,3 +173,51 @@ def test_usage_errors_are_short_and_exit_2(
     assert result.returncode == 2
     assert expected in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_pipeline_list_reads_whole_in_80_columns(shipway_home: Path) -> None:
+    from shipway.client import get_client
+    from shipway.pipeline.records import StageRecord, finish_run, save_stage, start_run
+
+    client = get_client()
+    ids = []
+    runs = (("3f2a9c1b7e4d5a6b", True, "validate"), ("a1b2c3d4e5f6", False, None))
+    for commit, dirty, failing in runs:
+        run = start_run("credit-scoring", commit=commit, branch="main", dirty=dirty,
+                        trigger="schedule", context={}, client=client)  # fmt: skip
+        for name in ("test", "lint", "security", "train", "validate", "build", "push", "deploy"):
+            status = "failed" if name == failing else "passed"
+            save_stage(run.id, StageRecord(name, "builtin", status), {}, client=client)
+            if status == "failed":
+                break
+        finish_run(run.id, "failed" if failing else "succeeded", None, client=client)
+        ids.append(run.id)
+    client.store.close()
+
+    def listed(columns: int) -> list[str]:
+        result = subprocess.run(
+            [*SHIPWAY, "pipeline", "list"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": str(columns)},
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert max(len(line) for line in lines) <= columns
+        assert "* uncommitted changes" in result.stdout
+        return lines
+
+    narrow = listed(80)
+    # every cell whole, on the run's own line; only the stage marks wrap
+    failed = next(line for line in narrow if ids[0] in line)
+    assert "credit-scoring" in failed and "3f2a9c1b*" in failed and " failed " in failed
+    assert "…" not in failed.replace("[", "")
+    assert "validate" in narrow[narrow.index(failed) + 1]  # the stage that stopped it
+    succeeded = next(line for line in narrow if ids[1] in line)
+    assert "a1b2c3d4 " in succeeded and "succeeded" in succeeded
+    assert "schedule" not in "".join(narrow)  # the trigger made way
+
+    wide = listed(120)
+    failed = next(line for line in wide if ids[0] in line)
+    assert "schedule" in failed and "✗ validate" in failed and " 0 s" in failed

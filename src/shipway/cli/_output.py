@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -27,9 +28,17 @@ def table(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     no_wrap: Sequence[str] = (),
+    *,
+    compact: bool = False,
+    caption: str | None = None,
 ) -> None:
-    """A Rich table; columns named in `no_wrap` are kept whole and the rest wrap around them."""
-    t = Table(title=title, header_style="bold cyan")
+    """A Rich table; columns named in `no_wrap` are kept whole and the rest wrap around them.
+
+    `compact`: no vertical rules and single spaces between columns, for tables with many
+    short columns that would not fit 80 columns with full borders."""
+    t = Table(title=title, header_style="bold cyan", caption=caption)
+    if compact:
+        t.box, t.pad_edge, t.collapse_padding = box.SIMPLE_HEAD, False, True
     for col in columns:
         t.add_column(col, no_wrap=col in no_wrap)
     for row in rows:

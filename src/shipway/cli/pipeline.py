@@ -141,14 +141,25 @@ def list_(
     if as_json:
         print_json([r.to_dict() for r in found])
         return
-    rows = [
-        [r.id, r.model, short(r.commit) + ("+dirty" if r.dirty else ""), r.trigger,
-         f"[{STATUS.get(r.status, 'white')}]{r.status}[/]", _stages(r), r.started_at,
-         f"{r.seconds:.0f} s" if r.seconds is not None else None]
-        for r in found
-    ]  # fmt: skip
-    table("Pipeline runs", ["id", "model", "commit", "trigger", "status", "stages", "started",
-                            "took"], rows, no_wrap=["id", "commit", "stages"])  # fmt: skip
+    # Below 100 columns the trigger and duration make way (`show` has them), so that every
+    # other cell stays whole; only the stage marks wrap.
+    wide = console.width >= 100
+    columns = ["id", "model", "commit", "trigger", "status", "stages", "started", "took"]
+    if not wide:
+        columns = [c for c in columns if c not in ("trigger", "took")]
+    rows = []
+    for r in found:
+        cells = {
+            "id": r.id, "model": r.model, "commit": short(r.commit, 8) + ("*" if r.dirty else ""),
+            "trigger": r.trigger, "status": f"[{STATUS.get(r.status, 'white')}]{r.status}[/]",
+            "stages": _stages(r),
+            "started": r.started_at.strftime("%Y-%m-%d %H:%M" if wide else "%m-%d %H:%M"),
+            "took": f"{r.seconds:.0f} s" if r.seconds is not None else None,
+        }  # fmt: skip
+        rows.append([cells[c] for c in columns])
+    dirty = "* uncommitted changes" if any(r.dirty for r in found) else None
+    table("Pipeline runs", columns, rows, no_wrap=[c for c in columns if c != "stages"],
+          compact=True, caption=dirty)  # fmt: skip
 
 
 def _stages(run: PipelineRunInfo) -> str:
