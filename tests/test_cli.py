@@ -221,3 +221,10 @@ def test_pipeline_list_reads_whole_in_80_columns(shipway_home: Path) -> None:
     wide = listed(120)
     failed = next(line for line in wide if ids[0] in line)
     assert "schedule" in failed and "✗ validate" in failed and " 0 s" in failed
+
+
+def test_an_empty_list_says_so_in_a_line(shipway_home: Path) -> None:
+    for noun, said in (("models", "No models."), ("deployments", "No deployments."),
+                       ("pipeline", "No pipeline runs.")):  # fmt: skip
+        result = cli(noun, "list")
+        assert result.stdout.strip() == said

@@ -36,6 +36,10 @@ def table(
 
     `compact`: no vertical rules and single spaces between columns, for tables with many
     short columns that would not fit 80 columns with full borders."""
+    if not rows:  # a line, not the frame of an empty table
+        what = f"{title[0].lower()}{title[1:]}" if title else "entries"
+        console.print(f"[dim]No {what}.[/dim]", highlight=False)
+        return
     t = Table(title=title, header_style="bold cyan", caption=caption)
     if compact:
         t.box, t.pad_edge, t.collapse_padding = box.SIMPLE_HEAD, False, True
