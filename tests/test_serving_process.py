@@ -30,6 +30,7 @@ from sklearn.pipeline import Pipeline
 import shipway
 from serving_helpers import (
     ServeProcess,
+    free_port,
     metric_total,
     records,
     register_slow,
@@ -176,7 +177,7 @@ def test_two_workers_serve_and_metrics_add_up_across_them(credit: Credit, tmp_pa
 
 def test_bad_model_uri_exits_quickly_with_one_line(credit: Credit) -> None:
     started = time.monotonic()
-    result = run_cli(credit.home, "serve", "models:/nope/1", "--port", "9")
+    result = run_cli(credit.home, "serve", "models:/nope/1", "--port", str(free_port()))
     assert time.monotonic() - started < 20
     assert result.returncode != 0
     assert "Traceback" not in result.stderr + result.stdout
@@ -185,6 +186,21 @@ def test_bad_model_uri_exits_quickly_with_one_line(credit: Credit) -> None:
     assert "nope" in lines[0]
     assert lines[0].startswith("Error:")
     assert "Serving" not in result.stdout  # no banner announcing a server that never starts
+
+
+def test_a_port_in_use_is_refused_before_the_model_loads(credit: Credit) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(credit.home, "serve", "models:/credit/1", "--port", str(port))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"Error: Port {port} on 127.0.0.1 is already in use. Stop what listens there, or "
+        "choose another port with --port."
+    ]
+    assert "Serving" not in result.stdout and "Started server process" not in result.stderr
 
 
 # =============================================================================

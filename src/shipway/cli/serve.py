@@ -34,6 +34,7 @@ def serve(
     drain_seconds: float = typer.Option(30.0, help="On SIGTERM, wait this long for requests."),
 ) -> None:
     """Serve models over REST and the Open Inference Protocol (v2), with /docs and /metrics."""
+    from shipway.addresses import check_listen_address
     from shipway.serving.server import check_uris, worker_count
     from shipway.serving.server import serve as run
     from shipway.serving.settings import ServerSettings, read_api_keys
@@ -53,6 +54,7 @@ def serve(
     if api_key_file is not None:
         read_api_keys(api_key_file)  # a missing or empty key file fails here, not in a worker
     count = worker_count(workers)  # a bad flag fails before anything is looked up
+    check_listen_address(host, port)
     check_uris(uris)
     auth = "API key required" if api_key_file else "no auth"
     where = "in the server's process" if in_process else "each model in its own process"

@@ -17,10 +17,12 @@ def server(
     ),
 ) -> None:
     """Serve the team REST API (/api/v1, docs at /docs) over this store, behind API tokens."""
+    from shipway.addresses import check_listen_address
     from shipway.client import get_client
     from shipway.governance.identity import list_users
     from shipway.server.serve import serve
 
+    check_listen_address(host, port)
     client = get_client()
     if client.settings.tracking_uri:  # the server serves its own store, never another server
         from shipway.client import Client
