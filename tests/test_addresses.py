@@ -51,12 +51,18 @@ def test_an_address_of_another_machine_or_no_machine_is_refused() -> None:
         check_listen_address("no-such-host.invalid", 8080)
 
 
-def test_both_servers_refuse_a_port_in_use_in_one_line(tmp_path: Path) -> None:
+def test_every_server_command_refuses_a_port_in_use_in_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "SHIPWAY_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
     env.pop("SHIPWAY_DATABASE_URL", None)
     with _listening() as sock:
         port = str(sock.getsockname()[1])
-        for command in (["server"], ["serve", "models:/credit/1"]):
+        commands = (
+            ["server"],
+            ["serve", "models:/credit/1"],
+            ["monitor", "serve-metrics"],
+            ["run-image", "credit:v1"],
+        )
+        for command in commands:
             result = subprocess.run(
                 [sys.executable, "-m", "shipway.cli", *command, "--port", port],
                 env=env,

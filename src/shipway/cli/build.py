@@ -83,9 +83,11 @@ def run_image(
     name: str | None = typer.Option(None, help="Name the container (default: the engine's)."),
 ) -> None:
     """Run an image built by `shipway build`, wait until it is ready, print its URL."""
+    from shipway.addresses import check_listen_address
     from shipway.packaging.engines import EngineConfig, find_engine
     from shipway.packaging.local import run_image as run
 
+    check_listen_address("127.0.0.1", port)  # published on loopback
     eng = find_engine(EngineConfig.load(name=engine))
     container, url, seconds = run(eng, image, port=port, name=name, timeout=timeout)
     console.print(f"Ready in {seconds:.1f} s at [bold]{url}[/bold] (container {container[:12]}).")

@@ -293,10 +293,12 @@ def serve_metrics(
 ) -> None:
     """Expose the latest monitoring result of every model as Prometheus metrics (/metrics),
     read from the store or the team server (SHIPWAY_TRACKING_URI) at every scrape."""
+    from shipway.addresses import check_listen_address
     from shipway.client import get_client
     from shipway.monitoring.history import latest_results
     from shipway.monitoring.prometheus import serve_metrics as run_server
 
+    check_listen_address(host, port)
     client = get_client()
     console.print(f"Monitoring metrics on http://{host}:{port}/metrics (docs at /docs).")
     run_server(host, port, lambda: latest_results(client=client))
