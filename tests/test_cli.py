@@ -164,6 +164,9 @@ def test_audit_log_and_verify_detects_tampering(
         (["models", "list", "--bogus"], "No such option: --bogus"),
         (["models", "alias"], "Missing argument"),
         (["nonsense"], "No such command 'nonsense'"),
+        (["runs", "list", "--limit", "-1"], "Invalid value for '--limit'"),
+        (["pipeline", "list", "--limit", "0"], "Invalid value for '--limit'"),
+        (["audit", "log", "--limit", "0"], "Invalid value for '--limit'"),
     ],
 )
 def test_usage_errors_are_short_and_exit_2(

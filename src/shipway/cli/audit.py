@@ -36,7 +36,7 @@ def _change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
 
 @app.command("log")
 def log(
-    limit: int = typer.Option(50, help="Show the newest N entries."),
+    limit: int = typer.Option(50, min=1, help="Show the newest N entries."),
     subject: str | None = typer.Option(None, help="Only subjects starting with this."),
     as_json: bool = JSON_OPTION,
 ) -> None:

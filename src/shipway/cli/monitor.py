@@ -193,7 +193,7 @@ def summarize(result: MonitorResult) -> None:
 @app.command("list")
 def list_(
     model: str | None = typer.Argument(None, help="Only this model's results."),
-    limit: int = typer.Option(20, help="Show at most this many, newest first."),
+    limit: int = typer.Option(20, min=1, help="Show at most this many, newest first."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List stored monitoring results, newest first."""

@@ -131,7 +131,7 @@ def _summary(result: PipelineRunInfo) -> None:
 @app.command("list")
 def list_(
     model: str | None = typer.Option(None, help="Only this model's pipeline."),
-    limit: int = typer.Option(20, help="How many, newest first."),
+    limit: int = typer.Option(20, min=1, help="How many, newest first."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Recent pipeline runs."""

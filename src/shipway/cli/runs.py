@@ -20,7 +20,7 @@ STATUS_STYLE = {"finished": "green", "failed": "red", "running": "yellow"}
 def list_(
     experiment: str | None = typer.Option(None, "--experiment", "-e", help="Only this one."),
     tag: str | None = typer.Option(None, "--tag", help="Only runs with this tag: KEY=VALUE."),
-    limit: int = typer.Option(50, help="Show at most this many runs, newest first."),
+    limit: int = typer.Option(50, min=1, help="Show at most this many runs, newest first."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List runs, newest first."""
