@@ -367,6 +367,23 @@ def test_invalid_uri_is_refused(shipway_home: Path, uri: str) -> None:
         shipway.get_model_version(uri)
 
 
+@pytest.mark.parametrize(
+    ("uri", "said"),
+    [
+        ("s3://bucket/credit/1", "'s3://bucket/credit/1' is not a registered model's URI."),
+        ("file:///tmp/model", "'file:///tmp/model' is not a registered model's URI."),
+        ("runs:/0a1b2c/model", "(a run's model: register it first, with register_model)"),
+    ],
+)
+def test_a_uri_of_another_kind_is_named_as_such(shipway_home: Path, uri: str, said: str) -> None:
+    _register("credit", 1)
+    for call in (shipway.get_model_version, shipway.load_model):
+        with pytest.raises(InvalidInputError) as refused:
+            call(uri)
+        assert said in str(refused.value)
+        assert "models:/NAME/VERSION" in str(refused.value)
+
+
 @pytest.mark.parametrize("name", ["", "bad name", "bad/name", "-credit", "x" * 201, "credit\n"])
 def test_invalid_model_name_is_refused(shipway_home: Path, name: str) -> None:
     with pytest.raises(InvalidInputError, match="not a valid model name"):

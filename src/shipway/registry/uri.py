@@ -9,6 +9,7 @@ from shipway.errors import InvalidInputError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,99}$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # s3:, runs:, file:, https: ...
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,15 @@ def check_alias(alias: str) -> str:
 
 def parse(uri: str) -> ModelRef:
     """Parse a model URI; the `models:/` prefix is optional on the command line."""
+    scheme = _SCHEME.match(uri)
+    if scheme and scheme.group(0) != "models:":
+        registered = " (a run's model: register it first, with register_model)" if (
+            scheme.group(0) == "runs:"
+        ) else ""  # fmt: skip
+        raise InvalidInputError(
+            f"'{uri}' is not a registered model's URI{registered}.",
+            "Write models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME (the latest).",
+        )
     body = uri.removeprefix("models:/").strip("/")
     if "@" in body:
         name, alias = body.split("@", 1)
