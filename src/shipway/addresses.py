@@ -34,10 +34,11 @@ def check_listen_address(host: str, port: int) -> None:
         try:
             sock.bind(address)
         except OSError as exc:
-            raise _explain(exc, host, port) from None
+            raise explain_bind_error(exc, host, port) from None
 
 
-def _explain(exc: OSError, host: str, port: int) -> InvalidInputError:
+def explain_bind_error(exc: OSError, host: str, port: int) -> InvalidInputError:
+    """What a failed bind means for the person who chose `host:port`, and what to do."""
     if exc.errno == errno.EADDRINUSE:
         return InvalidInputError(
             f"Port {port} on {host} is already in use.",

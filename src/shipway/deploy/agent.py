@@ -23,6 +23,7 @@ from typing import Any
 
 import uvicorn
 
+from shipway.addresses import explain_bind_error
 from shipway.client import Client, get_client
 from shipway.deploy import records
 from shipway.deploy.analysis import GatewayMetrics
@@ -54,10 +55,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise DeployError(
-            f"Port {port} on {host} is in use ({exc.strerror}).",
-            "Pick another with --port, or stop what is listening there.",
-        ) from exc
+        problem = explain_bind_error(exc, host, port)
+        raise DeployError(problem.message, problem.hint) from exc
     sock.listen(2048)
     sock.set_inheritable(False)
     return sock
