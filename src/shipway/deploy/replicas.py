@@ -342,7 +342,8 @@ class Replica:
 
     async def _exited(self, code: int) -> None:
         tail = self.log_tail()
-        lost_port = re.search(r"address already in use", tail, re.IGNORECASE)
+        # uvicorn's "address already in use", or `shipway serve`'s own check, "is already in use"
+        lost_port = re.search(r"already in use", tail, re.IGNORECASE)
         if self.state == "starting" and lost_port and self._port_retries < PORT_RETRIES:
             self._port_retries += 1
             await asyncio.to_thread(self._kill)
