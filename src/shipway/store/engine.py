@@ -74,7 +74,7 @@ def _use_wal(database: str) -> None:
     two processes opening a fresh store at once could fail with "database is locked". The
     switch is made under a file lock instead, before this process reads or writes anything.
     """
-    with _file_lock(Path(f"{database}.migrate.lock")):
+    with _file_lock(database):
         conn = sqlite3.connect(database, timeout=60)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -83,8 +83,9 @@ def _use_wal(database: str) -> None:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "w") as fh:
+def _file_lock(database: str) -> Iterator[None]:
+    """The lock beside a SQLite store file that its WAL switch and its migrations take."""
+    with open(f"{database}.migrate.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
 
@@ -99,7 +100,7 @@ def take_write_lock(conn: Any) -> None:
 def _migration_lock(engine: Engine) -> Iterator[None]:
     """Keep two processes opening a fresh store from migrating it at the same time."""
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        with _file_lock(Path(f"{engine.url.database}.migrate.lock")):
+        with _file_lock(engine.url.database):
             yield
     elif engine.dialect.name == "postgresql":
         with engine.connect() as conn:
