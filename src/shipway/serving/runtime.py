@@ -7,13 +7,13 @@ import asyncio
 import contextlib
 import gc
 import itertools
+import logging
 import os
 import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -24,31 +24,15 @@ from shipway.flavors import LoadedModel
 from shipway.records import ModelVersionInfo
 from shipway.serving.batching import Batcher, Columns
 from shipway.serving.model_process import ModelProcess
-from shipway.serving.validation import Validator, to_frame
-from shipway.types import ColumnSpec, Signature
+from shipway.serving.positional import ArrayModel, array_model
+from shipway.serving.validation import Validator, frame_columns, sample_row, to_frame
+from shipway.types import Signature
+
+log = logging.getLogger(__name__)
 
 
 def _plain(values: Any) -> list[Any]:
     return values.tolist() if isinstance(values, np.ndarray) else list(values)
-
-
-def sample_row(signature: Signature) -> dict[str, Any]:
-    """One valid row made from the signature alone, to warm the model up before it is ready."""
-
-    def value(spec: ColumnSpec) -> Any:
-        if spec.dtype == "int64":
-            return 0
-        if spec.dtype == "float64":
-            return 0.0
-        if spec.dtype == "bool":
-            return False
-        if spec.dtype == "category" and spec.categories:
-            return spec.categories[0]
-        if spec.dtype == "datetime":
-            return datetime.now(UTC).isoformat()
-        return ""
-
-    return {spec.name: value(spec) for spec in signature.inputs}
 
 
 @dataclass
@@ -70,6 +54,7 @@ class ServedModel:
     executor: ThreadPoolExecutor = field(default_factory=lambda: predict_executor(1))
     process: ModelProcess | None = None
     has_proba: bool = False
+    array_model: ArrayModel | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.validator = Validator(self.signature)
@@ -77,6 +62,15 @@ class ServedModel:
         self.classes = list(out.classes) if out and out.classes else None
         if self.model is not None:
             self.flavor, self.has_proba = self.model.flavor, self.model.has_proba
+            if self.flavor == "sklearn":
+                self.array_model = array_model(self.model.impl, self.signature)
+            if self.array_model is not None:
+                log.info(
+                    "%s/%s takes arrays: its ColumnTransformer picks columns by position "
+                    "(checked to answer as the original does)",
+                    self.name,
+                    self.version,
+                )
 
     @property
     def ready(self) -> bool:
@@ -137,17 +131,22 @@ class ServedModel:
         """Predict checked columns; runs in the batcher's worker thread."""
         if self.process is not None:
             return self.process.predict(columns, rows)
+        if self.array_model is not None:
+            with contextlib.suppress(Exception):  # the original then says why, in its words
+                return self._predict(self.array_model, frame_columns(self.signature, columns))
         assert self.model is not None
-        frame = to_frame(self.signature, columns)
+        return self._predict(self.model, to_frame(self.signature, columns))
+
+    def _predict(self, model: LoadedModel | ArrayModel, data: Any) -> dict[str, list[Any]]:
         if self.has_proba and self.classes is not None:
             # A classifier's label is the most probable class: one model call, not two.
-            proba = np.asarray(self.model.predict_proba(frame))
+            proba = np.asarray(model.predict_proba(data))
             labels = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
             return {"predictions": labels.tolist(), "probabilities": proba.tolist()}
-        predictions = self.model.predict(frame)
+        predictions = model.predict(data)
         out: dict[str, list[Any]] = {"predictions": _plain(predictions)}
         if self.has_proba:
-            out["probabilities"] = _plain(self.model.predict_proba(frame))
+            out["probabilities"] = _plain(model.predict_proba(data))
         return out
 
     def warm_up(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -263,6 +263,26 @@ class Validator:
         )
 
 
+def sample_value(spec: ColumnSpec) -> Any:
+    """A valid value for the column, made from its spec alone."""
+    if spec.dtype == "int64":
+        return 0
+    if spec.dtype == "float64":
+        return 0.0
+    if spec.dtype == "bool":
+        return False
+    if spec.dtype == "category" and spec.categories:
+        return spec.categories[0]
+    if spec.dtype == "datetime":
+        return datetime.now(UTC).isoformat()
+    return ""
+
+
+def sample_row(signature: Signature) -> dict[str, Any]:
+    """One valid row made from the signature alone, to warm the model up before it is ready."""
+    return {spec.name: sample_value(spec) for spec in signature.inputs}
+
+
 @functools.lru_cache(maxsize=256)
 def _category_codes(categories: tuple[str, ...]) -> tuple[pd.CategoricalDtype, dict[str, int]]:
     """A categorical dtype over plain Python strings, and each category's code.
@@ -277,6 +297,12 @@ def _category_codes(categories: tuple[str, ...]) -> tuple[pd.CategoricalDtype, d
 
 def to_frame(signature: Signature, columns: Mapping[str, list[Any]]) -> pd.DataFrame:
     """Checked columns as the DataFrame the model was trained on (same dtypes)."""
+    return pd.DataFrame(frame_columns(signature, columns), copy=False)
+
+
+def frame_columns(signature: Signature, columns: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """The columns of `to_frame`'s DataFrame, each as an array, before pandas puts them in one
+    (a model that takes arrays is spared the DataFrame)."""
     data: dict[str, Any] = {}
     for spec in signature.inputs:
         values = columns[spec.name]
@@ -290,8 +316,12 @@ def to_frame(signature: Signature, columns: Mapping[str, list[Any]]) -> pd.DataF
                 [np.nan if v is None else v for v in values], dtype=np.float64
             )
         elif spec.dtype == "bool":
+            # With nulls, 1.0/0.0/NaN like an int column with nulls: pandas' nullable boolean
+            # holds pd.NA, which scikit-learn refuses (a 500 for a null the signature allows).
             data[spec.name] = (
-                pd.array(values, dtype="boolean") if None in values else np.array(values, bool)
+                np.array([np.nan if v is None else float(v) for v in values])
+                if None in values
+                else np.array(values, bool)
             )
         elif spec.dtype == "category" and spec.categories is not None:
             dtype, codes = _category_codes(tuple(spec.categories))
@@ -305,4 +335,4 @@ def to_frame(signature: Signature, columns: Mapping[str, list[Any]]) -> pd.DataF
             data[spec.name] = pd.to_datetime(values)
         else:
             data[spec.name] = np.array(values, dtype=object)
-    return pd.DataFrame(data, copy=False)
+    return data
