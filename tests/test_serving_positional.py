@@ -78,6 +78,9 @@ def test_a_quickstart_like_pipeline_takes_arrays_with_the_same_answers(
     both_ways(model, fast, signature, frame[FEATURES])
     # the original is untouched: it still takes DataFrames (and only DataFrames)
     assert model.steps[0][1].transformers_[0][2] == NUMERIC
+    assert hasattr(model.named_steps["features"].named_transformers_["cat"], "feature_names_in_")
+    # ... and the fitted trees are shared, not copied: no second model in memory
+    assert fast.model.steps[-1][1] is model.steps[-1][1]
     with pytest.raises(ValueError, match="strings is only supported for dataframes"):
         model.predict(frame[FEATURES].to_numpy(dtype=object))
 

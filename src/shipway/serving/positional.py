@@ -6,11 +6,11 @@ pipeline: 3.7 of 5.8 ms for 32 rows). The same pipeline with every column name t
 position takes a 2-D object array (the columns in the order seen in fit) and gives the same
 answers in less than half the time.
 
-The rewrite is made on a copy, and kept only when, on batches made from the signature (every
-category, each nullable column null, a single row), it answers exactly what the original
-answers with the same warnings, and fails where the original fails (the server then asks the
-original, so that the error is the original's). Anything else keeps the original: this is a
-faster route to the same predictions, never a different model.
+The rewrite is made on shallow copies (the original is untouched), and kept only when, on
+batches made from the signature (every category, each nullable column null, a single row), it
+answers exactly what the original answers with the same warnings, and fails where the original
+fails (the server then asks the original, so that the error is the original's). Anything else
+keeps the original: this is a faster route to the same predictions, never a different model.
 """
 
 from __future__ import annotations
@@ -63,16 +63,18 @@ def array_model(model: Any, signature: Signature) -> ArrayModel | None:
     if names is None or not {str(n) for n in names} <= {s.name for s in signature.inputs}:
         return None
     columns = tuple(str(n) for n in names)
-    rewritten = copy.deepcopy(model)
-    selector = rewritten.steps[0][1]
+    # Shallow copies of what changes; the fitted parts (trees, categories) stay shared, so
+    # the rewrite costs no memory worth counting whatever the model's size.
+    selector = copy.copy(model.steps[0][1])
     try:
         selector.transformers_ = [
-            (name, trans, _positions(cols, columns)) for name, trans, cols in selector.transformers_
+            (name, _without_names(trans), _positions(cols, columns))
+            for name, trans, cols in selector.transformers_
         ]
     except _ByOtherMeans:
         return None
-    for _, trans, _ in selector.transformers_:
-        _forget_names(trans)
+    rewritten = copy.copy(model)
+    rewritten.steps = [(model.steps[0][0], selector), *model.steps[1:]]
     candidate = ArrayModel(rewritten, columns)
     return candidate if _answers_alike(model, candidate, signature) else None
 
@@ -105,20 +107,22 @@ def _positions(cols: Any, columns: Sequence[str]) -> Any:
     raise _ByOtherMeans(repr(cols))
 
 
-def _forget_names(trans: Any) -> None:
-    """Drop the fitted column names of what now receives an array, so that it does not warn
-    on every call that the array has none (they are only checked, never used to predict)."""
+def _without_names(trans: Any) -> Any:
+    """A shallow copy of what now receives an array, without its fitted column names, so
+    that it does not warn on every call that the array has none (they are only checked,
+    never used to predict)."""
     from sklearn.pipeline import FeatureUnion, Pipeline
 
     if isinstance(trans, str):  # "drop" or "passthrough"
-        return
-    if "feature_names_in_" in vars(trans):
-        del trans.feature_names_in_
-    if isinstance(trans, Pipeline):
-        _forget_names(trans.steps[0][1])
-    elif isinstance(trans, FeatureUnion):
-        for _, part in trans.transformer_list:
-            _forget_names(part)
+        return trans
+    out = copy.copy(trans)
+    if "feature_names_in_" in vars(out):
+        del out.feature_names_in_
+    if isinstance(out, Pipeline):
+        out.steps = [(out.steps[0][0], _without_names(out.steps[0][1])), *out.steps[1:]]
+    elif isinstance(out, FeatureUnion):
+        out.transformer_list = [(n, _without_names(t)) for n, t in out.transformer_list]
+    return out
 
 
 def _answers_alike(model: Any, candidate: ArrayModel, signature: Signature) -> bool:
