@@ -392,8 +392,11 @@ def test_the_cli_requests_and_approves_as_two_people(shipway_home: Path, bob: An
     given = run_cli(shipway_home, "approvals", "approve", request["id"], "-m", "ok", env=as_alice)
     assert given.returncode == 0, given.stderr
     assert "approved" in given.stdout and "decided by alice" in given.stdout
-    listed = run_cli(shipway_home, "approvals", "list", "--env", "production")
+    listed = run_cli(
+        shipway_home, "approvals", "list", "--env", "production", env={"COLUMNS": "80"}
+    )
     assert request["id"] in listed.stdout and "approved" in listed.stdout
+    assert "…" not in listed.stdout  # every cell whole at 80 columns; the comment wraps
     approved = json.loads(
         run_cli(shipway_home, "approvals", "list", "--status", "approved", "--json").stdout
     )

@@ -18,12 +18,12 @@ import shipway
 SHIPWAY = [sys.executable, "-m", "shipway.cli"]
 
 
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, check: bool = True, columns: int = 200) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [*SHIPWAY, *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": str(columns)},
         timeout=120,
     )
     if check:
@@ -95,6 +95,13 @@ def test_runs_list_and_show(registered: list[shipway.ModelVersionInfo]) -> None:
     shown = json.loads(cli("runs", "show", runs[0]["id"][:8], "--json").stdout)
     assert shown["id"] == runs[0]["id"]
     assert "accuracy" in cli("runs", "show", runs[0]["id"]).stdout
+    # at 80 columns every run reads whole: a short id, the experiment, metrics one a line
+    narrow = cli("runs", "list", columns=80).stdout.splitlines()
+    assert max(len(line) for line in narrow) <= 80
+    line = next(line for line in narrow if runs[0]["id"][:8] in line)
+    assert "credit" in line and "finished" in line and "…" not in line
+    metrics = "\n".join(narrow)
+    assert f"accuracy={runs[0]['metrics']['accuracy']:.4g}" in metrics
 
 
 @pytest.mark.parametrize(

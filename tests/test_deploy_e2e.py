@@ -220,6 +220,10 @@ def test_a_killed_replica_is_replaced_and_records_survive_the_agent(
     time.sleep(1)
     listed = run_cli(shipway_home, "deployments", "list", "--json")
     assert '"environment": "staging"' in listed.stdout
+    # at 80 columns every cell reads whole, and the dead agent is said where the status is
+    narrow = run_cli(shipway_home, "deployments", "list", env={"COLUMNS": "80"}).stdout
+    assert max(map(len, narrow.splitlines())) <= 80 and "…" not in narrow
+    assert "doubler/1" in narrow and "no agent" in narrow
     again = control.up("staging")
     assert again.live_version == 1 and again.agent_pid != dep.agent_pid
     assert httpx.post(f"{dep.url}/predict", json=[{"x": 1.5}]).json()["predictions"] == [3.0]

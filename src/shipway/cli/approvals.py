@@ -102,6 +102,7 @@ def list_(
             for a in found
         ],
         no_wrap=["id", "version", "env", "status", "until (UTC)"],
+        compact=True,  # the comment gets the room borders would take
     )
 
 

@@ -70,24 +70,28 @@ def list_(as_json: bool = JSON_OPTION) -> None:
     if as_json:
         print_json([d.to_dict() | {"url": d.url} for d in deps])
         return
-    table(
-        "Deployments",
-        ["environment", "model", "live", "replicas", "url", "status", "since", "agent"],
-        [
-            (
-                d.environment,
-                d.model,
-                d.live_version,
-                d.replicas,
-                d.url,
-                _status(d.status),
-                d.since,
-                f"pid {d.agent_pid}" if d.agent_alive else "[dim]not running[/]",
-            )
-            for d in deps
-        ],
-        no_wrap=["environment", "url"],
-    )
+    # Below 100 columns the url loses its scheme, the date its year, and a stopped agent is
+    # said in the status cell, so that every cell stays whole at 80.
+    wide = console.width >= 100
+    columns = ["environment", "live", "replicas", "url", "status", "since", "agent"]
+    rows = []
+    for d in deps:
+        status = _status(d.status)
+        if not wide and not d.agent_alive:
+            status += "\n[dim]no agent[/]"
+        cells = {
+            "environment": d.environment,
+            "live": f"{d.model}/{d.live_version if d.live_version is not None else '-'}",
+            "replicas": d.replicas,
+            "url": d.url if wide else d.url.removeprefix("http://"),
+            "status": status,
+            "since": d.since.strftime("%Y-%m-%d %H:%M" if wide else "%m-%d %H:%M"),
+            "agent": f"pid {d.agent_pid}" if d.agent_alive else "[dim]not running[/]",
+        }
+        rows.append([cells[c] for c in columns if wide or c != "agent"])
+    columns = [c for c in columns if wide or c != "agent"]
+    table("Deployments", columns, rows, no_wrap=[c for c in columns if c != "status"],
+          compact=True)  # fmt: skip
 
 
 @deployments.command()

@@ -30,21 +30,25 @@ def list_(
     if as_json:
         print_json([r.to_dict() for r in runs])
         return
+    wide = console.width >= 100  # below, the year and 4 id digits make way for metrics
     table(
         "Runs",
         ["run", "experiment", "status", "started", "commit", "metrics", "models"],
         [
             (
-                r.id[:12],
+                r.id[: 12 if wide else 8],  # any unique prefix names a run
                 r.experiment,
                 f"[{STATUS_STYLE.get(r.status, 'white')}]{r.status}[/]",
-                r.start_time,
+                r.start_time.strftime("%Y-%m-%d %H:%M" if wide else "%m-%d %H:%M"),
                 short((r.environment.get("git") or {}).get("commit"), 8),
-                ", ".join(f"{k}={fmt(v)}" for k, v in sorted(r.metrics.items())),
-                ", ".join(r.models),
+                "\n".join(f"{k}={fmt(v)}" for k, v in sorted(r.metrics.items())),
+                "\n".join(r.models),
             )
             for r in runs
         ],
+        # one metric a line: the identifying columns stay whole at 80 columns
+        no_wrap=["run", "experiment", "status", "started", "commit"],
+        compact=True,
     )
 
 
