@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import math
+import re
 import signal
 import socket
 import struct
@@ -105,6 +106,11 @@ def test_serves_the_champion_with_the_sklearn_models_predictions(
     assert response.status_code == 200, response.text
     assert_matches_sklearn(response.json(), credit.model, frame)
     assert "each model in its own process" in credit_server.output()  # the banner says so
+    # each model says when it is ready, and that its pipeline takes arrays
+    assert re.search(
+        r"INFO: +credit/\d+ ready: loaded and warmed up in [\d.]+ s; its pipeline takes arrays",
+        credit_server.output(),
+    ), credit_server.output()
 
     # The same model through the Open Inference Protocol: one tensor per column.
     inputs = [

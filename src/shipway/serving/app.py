@@ -194,6 +194,13 @@ class ModelServer:
         )
         served.activated = True
         self.models[served.name] = served
+        log.info(
+            "%s/%s ready: loaded and warmed up in %.1f s%s",
+            served.name,
+            served.version,
+            served.load_seconds,
+            "; its pipeline takes arrays (columns by position)" if served.takes_arrays else "",
+        )
 
     async def stop(self) -> None:
         self.ready = False

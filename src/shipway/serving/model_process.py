@@ -74,6 +74,7 @@ class ModelMeta:
     flavor: str
     has_proba: bool
     load_seconds: float
+    takes_arrays: bool = False
 
 
 class ModelProcess:
@@ -310,6 +311,7 @@ def _child(conn: Connection) -> int:
         served.flavor,
         served.has_proba,
         served.load_seconds,
+        served.takes_arrays,
     )
     quiet_garbage_collector()
     conn.send(("ready", meta))

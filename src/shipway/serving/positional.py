@@ -27,6 +27,8 @@ import pandas as pd
 from shipway.serving.validation import frame_columns, sample_value
 from shipway.types import ColumnSpec, Signature
 
+Columns = dict[str, list[Any]]
+
 
 @dataclass(frozen=True)
 class ArrayModel:
@@ -126,15 +128,25 @@ def _without_names(trans: Any) -> Any:
 
 
 def _answers_alike(model: Any, candidate: ArrayModel, signature: Signature) -> bool:
-    methods = ["predict"] + (["predict_proba"] if hasattr(model, "predict_proba") else [])
-    for batch in _check_batches(signature):
-        data = frame_columns(signature, batch)
-        frame = pd.DataFrame(data, copy=False)
-        for method in methods:
-            want = _outcome(getattr(model, method), frame)
-            got = _outcome(getattr(candidate, method), data)
-            if not _alike(want, got):
-                return False
+    return all(_alike_on(model, candidate, signature, b) for b in _check_batches(signature))
+
+
+def _alike_on(model: Any, candidate: ArrayModel, signature: Signature, batch: Columns) -> bool:
+    data = frame_columns(signature, batch)
+    frame = pd.DataFrame(data, copy=False)
+    rows = len(next(iter(batch.values())))
+    for method in ("predict", "predict_proba"):
+        if not hasattr(model, method):
+            continue
+        want = _outcome(getattr(model, method), frame)
+        if not _alike(want, _outcome(getattr(candidate, method), data)):
+            return False
+        if want[0] == "error" and rows > 1:
+            # where the original fails on a batch, the copy must fail on the very same rows
+            return all(
+                _alike_on(model, candidate, signature, {k: [v[i]] for k, v in batch.items()})
+                for i in range(rows)
+            )
     return True
 
 
@@ -166,19 +178,20 @@ def _alike(want: Outcome, got: Outcome) -> bool:
     return bool(a.tolist() == b.tolist())
 
 
-def _check_batches(signature: Signature) -> Iterator[dict[str, list[Any]]]:
+def _check_batches(signature: Signature) -> Iterator[Columns]:
     """Every category of every column (cycled over as many rows as the longest list needs),
-    numbers that differ from row to row, then each nullable column null, then one row."""
+    numbers that differ from row to row; one row; then a row per nullable column, where it
+    alone is null."""
     specs = signature.inputs
     rows = max([3] + [len(s.categories or []) for s in specs])
     yield {s.name: [_varied(s, i) for i in range(rows)] for s in specs}
+    yield {s.name: [_varied(s, 0)] for s in specs}
     nullable = [s for s in specs if s.nullable]
     if nullable:
         yield {
             s.name: [None if s is null else _varied(s, i) for i, null in enumerate(nullable)]
             for s in specs
         }
-    yield {s.name: [_varied(s, 0)] for s in specs}
 
 
 def _varied(spec: ColumnSpec, i: int) -> Any:

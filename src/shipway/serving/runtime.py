@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import gc
 import itertools
-import logging
 import os
 import sys
 import time
@@ -27,8 +26,6 @@ from shipway.serving.model_process import ModelProcess
 from shipway.serving.positional import ArrayModel, array_model
 from shipway.serving.validation import Validator, frame_columns, sample_row, to_frame
 from shipway.types import Signature
-
-log = logging.getLogger(__name__)
 
 
 def _plain(values: Any) -> list[Any]:
@@ -54,6 +51,7 @@ class ServedModel:
     executor: ThreadPoolExecutor = field(default_factory=lambda: predict_executor(1))
     process: ModelProcess | None = None
     has_proba: bool = False
+    takes_arrays: bool = False  # predicts through `array_model` (here or in its process)
     array_model: ArrayModel | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -64,13 +62,7 @@ class ServedModel:
             self.flavor, self.has_proba = self.model.flavor, self.model.has_proba
             if self.flavor == "sklearn":
                 self.array_model = array_model(self.model.impl, self.signature)
-            if self.array_model is not None:
-                log.info(
-                    "%s/%s takes arrays: its ColumnTransformer picks columns by position "
-                    "(checked to answer as the original does)",
-                    self.name,
-                    self.version,
-                )
+            self.takes_arrays = self.array_model is not None
 
     @property
     def ready(self) -> bool:
@@ -125,6 +117,7 @@ class ServedModel:
             executor=predict_executor(threads),
             process=process,
             has_proba=meta.has_proba,
+            takes_arrays=meta.takes_arrays,
         )
 
     def predict_columns(self, columns: Columns, rows: int) -> dict[str, list[Any]]:

@@ -8,6 +8,7 @@ multiprocess mode. SIGTERM stops accepting connections, lets in-flight requests 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -68,6 +69,20 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, with Shipway's own lines (a model ready, a model process replaced)
+    printed the same way; they were otherwise shown only from warnings up, and bare."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["shipway"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
 def serve(
     uris: Sequence[str],
     settings: ServerSettings,
@@ -115,6 +130,7 @@ def serve(
             port=port,
             workers=workers,
             log_level=log_level,
+            log_config=_log_config(log_level),
             timeout_graceful_shutdown=math.ceil(drain_seconds),  # int() made 0.5 s no drain
             access_log=False,
             proxy_headers=False,  # nothing here reads client addresses; saves a middleware
