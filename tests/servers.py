@@ -31,15 +31,20 @@ S3_SECRET_KEY = "testing"
 @contextlib.contextmanager
 def uvicorn_thread(app: Any, *, what: str = "test server", **config: Any) -> Iterator[str]:
     """`app` under a real uvicorn on a free loopback port, in a daemon thread; its base URL
-    once uvicorn has started. `config` goes to `uvicorn.Config` (log level, lifespan, ...)."""
+    once uvicorn has started. `config` goes to `uvicorn.Config` (log level, lifespan, ...).
+
+    The socket is bound here, to port 0, and handed to uvicorn: no other process can take the
+    port between choosing it and listening on it."""
     import threading
     import time
 
     import uvicorn
 
-    port = free_port()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
@@ -51,6 +56,7 @@ def uvicorn_thread(app: Any, *, what: str = "test server", **config: Any) -> Ite
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        sock.close()
 
 
 # Below Linux's ephemeral range (32768-60999): a port the kernel hands out for port 0 is one it
