@@ -100,8 +100,7 @@ def test_runs_list_and_show(registered: list[shipway.ModelVersionInfo]) -> None:
     assert max(len(line) for line in narrow) <= 80
     line = next(line for line in narrow if runs[0]["id"][:8] in line)
     assert "credit" in line and "finished" in line and "…" not in line
-    metrics = "\n".join(narrow)
-    assert f"accuracy={runs[0]['metrics']['accuracy']:.4g}" in metrics
+    assert f"accuracy={runs[0]['metrics']['accuracy']:.4g}" in "\n".join(narrow)
 
 
 @pytest.mark.parametrize(

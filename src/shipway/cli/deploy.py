@@ -73,7 +73,8 @@ def list_(as_json: bool = JSON_OPTION) -> None:
     # Below 100 columns the url loses its scheme, the date its year, and a stopped agent is
     # said in the status cell, so that every cell stays whole at 80.
     wide = console.width >= 100
-    columns = ["environment", "live", "replicas", "url", "status", "since", "agent"]
+    columns = ["environment", "live", "replicas", "url", "status", "since"]
+    columns += ["agent"] if wide else []
     rows = []
     for d in deps:
         status = _status(d.status)
@@ -88,8 +89,7 @@ def list_(as_json: bool = JSON_OPTION) -> None:
             "since": d.since.strftime("%Y-%m-%d %H:%M" if wide else "%m-%d %H:%M"),
             "agent": f"pid {d.agent_pid}" if d.agent_alive else "[dim]not running[/]",
         }
-        rows.append([cells[c] for c in columns if wide or c != "agent"])
-    columns = [c for c in columns if wide or c != "agent"]
+        rows.append([cells[c] for c in columns])
     table("Deployments", columns, rows, no_wrap=[c for c in columns if c != "status"],
           compact=True)  # fmt: skip
 
